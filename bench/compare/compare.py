@@ -1,0 +1,826 @@
+#!/usr/bin/env python3
+"""ringsip vs Kamailio, side by side, on one core each.
+
+What this owns: starting each proxy under test pinned to one CPU, driving it with a load
+generator pinned to another CPU, and turning the runs into medians and ratios (markdown
+and JSON under bench/results/). It does not own the proxies' scripts (bench/compare/
+ringsip/ and bench/compare/kamailio/) nor the generator (bench/, `ringsip-load`, whose
+command line and JSON report are fixed by the load generator contract).
+
+Per scenario, per round, per proxy (proxies alternate A B A B ...), on a fresh proxy:
+  (a) max_rate: the highest offered call rate with zero failed calls, found by doubling
+      then bisecting over short runs;
+  (b) cpu_us_per_call: proxy CPU time (utime+stime of the proxy and every process it
+      forked, from /proc/PID/stat) over a run at a fixed rate, divided by completed calls;
+  (c) p99 (and p50) INVITE->200 latency at 50% of this round's max_rate;
+  (d) memory after (c): VmRSS and VmHWM summed over the proxy's processes, and PSS
+      (/proc/PID/smaps_rollup), which counts shared memory once. Kamailio is several
+      processes sharing one shm segment, so summed VmRSS over-counts it; PSS does not.
+Medians over rounds, and the ratio ringsip/kamailio of each median, are reported.
+
+With --sweep, for each proxy the latency is measured at a series of offered rates
+instead (given by --sweep-rates, or as fractions of a max_rate found first); the JSON
+is what bench/plot/plot_latency.py plots.
+
+Invariants: every target is 127.0.0.1; every child process and every loop has a
+deadline; a missing binary, a proxy that does not come up or a generator set-up error
+stops the run with a message and exit status 2, never a partial "result".
+
+Generators: `ringsip-load` (default; the contract in the bench crate), or `sipp` (for
+measuring Kamailio before ringsip-load exists, and for comparing the generators' own
+cost). sipp reports latency in whole milliseconds; ringsip-load in microseconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+SIPP_DIR = REPO / "bench" / "sipp"
+LOCALHOST = "127.0.0.1"
+SCENARIOS = ("stateless", "stateful-rr", "async-db")
+PROXIES = ("ringsip", "kamailio")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+DB_URL = "mysql://root@127.0.0.1:3306/test"
+# A probe or measurement run may take this long past its nominal duration before it is
+# killed: enough for the generator to see its last calls time out (64*T1 = 32 s).
+RUN_GRACE_S = 60.0
+
+
+class SetupError(Exception):
+    """A condition that makes the whole comparison meaningless: stop, exit status 2."""
+
+
+def log(msg: str) -> None:
+    print(f"[{dt.datetime.now(dt.timezone.utc):%H:%M:%S}] {msg}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------- processes and /proc
+
+
+def wait_child(proc: subprocess.Popen, deadline: float) -> tuple[int, float]:
+    """Wait for `proc` until `deadline` (time.monotonic()); kill it past that.
+
+    Returns (exit status, CPU seconds user+sys of the child from wait4's rusage).
+    A killed child's status is negative (the signal), as subprocess reports it.
+    On Ctrl-C the child is killed too: no generator is left running behind a run.
+    """
+    try:
+        while True:
+            pid, status, ru = os.wait4(proc.pid, os.WNOHANG)
+            if pid == proc.pid:
+                break
+            if time.monotonic() > deadline:
+                proc.send_signal(signal.SIGTERM)
+                end = time.monotonic() + 5
+                while time.monotonic() < end:
+                    pid, status, ru = os.wait4(proc.pid, os.WNOHANG)
+                    if pid == proc.pid:
+                        break
+                    time.sleep(0.05)
+                else:
+                    proc.kill()
+                    pid, status, ru = os.wait4(proc.pid, 0)
+                break
+            time.sleep(0.05)
+    except KeyboardInterrupt:
+        proc.kill()
+        os.wait4(proc.pid, 0)
+        raise
+    code = os.waitstatus_to_exitcode(status)
+    proc.returncode = code
+    return code, ru.ru_utime + ru.ru_stime
+
+
+def process_tree(root: int) -> list[int]:
+    """`root` and every live process descending from it (from /proc/*/stat ppid)."""
+    parent: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            raw = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = raw[raw.rfind(")") + 2 :].split()
+        parent[int(entry)] = int(fields[1])
+    tree, frontier = [root], [root]
+    while frontier:
+        p = frontier.pop()
+        kids = [c for c, pp in parent.items() if pp == p]
+        tree.extend(kids)
+        frontier.extend(kids)
+    return tree
+
+
+def tree_cpu_s(root: int) -> float:
+    """utime+stime (all threads) summed over the process tree of `root`, in seconds."""
+    total = 0
+    for pid in process_tree(root):
+        try:
+            raw = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        fields = raw[raw.rfind(")") + 2 :].split()
+        # After the comm field: state(0) ppid(1) ... utime(11) stime(12).
+        total += int(fields[11]) + int(fields[12])
+    return total / CLK_TCK
+
+
+def tree_memory_kib(root: int) -> dict:
+    """VmRSS, VmHWM (from status) and Pss (from smaps_rollup) summed over the tree."""
+    out = {"processes": 0, "vmrss_kib": 0, "vmhwm_kib": 0, "pss_kib": 0}
+    for pid in process_tree(root):
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+            rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+        except OSError:
+            continue
+        out["processes"] += 1
+        for key, name in (("vmrss_kib", "VmRSS"), ("vmhwm_kib", "VmHWM")):
+            m = re.search(rf"^{name}:\s+(\d+) kB", status, re.M)
+            out[key] += int(m.group(1)) if m else 0
+        m = re.search(r"^Pss:\s+(\d+) kB", rollup, re.M)
+        out["pss_kib"] += int(m.group(1)) if m else 0
+    return out
+
+
+def cmdline(pid: int) -> bytes:
+    """The command line of `pid`, empty once it has exited (guards against pid reuse)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def loadavg() -> str:
+    """/proc/loadavg: the machine's load, recorded with every run (other work skews figures)."""
+    try:
+        return Path("/proc/loadavg").read_text().strip()
+    except OSError:
+        return "?"
+
+
+def udp_port_bound(port: int) -> bool:
+    want = f":{port:04X} "
+    try:
+        return any(want in line for line in Path("/proc/net/udp").read_text().splitlines()[1:])
+    except OSError:
+        return False
+
+
+def wait_port_free(port: int, timeout_s: float = 10.0) -> None:
+    end = time.monotonic() + timeout_s
+    while udp_port_bound(port):
+        if time.monotonic() > end:
+            raise SetupError(f"UDP port {port} on this host is still in use; pick other ports (--proxy-port/--uas-port)")
+        time.sleep(0.1)
+
+
+# ---------------------------------------------------------------- database (async-db)
+
+
+class RouteTable:
+    """The per-run table the async-db scenario queries, created and dropped here."""
+
+    def __init__(self, mysql_bin: str, uas_port: int) -> None:
+        self.mysql = mysql_bin
+        self.name = f"ringsip_bench_route_{os.getpid()}_{int(time.time())}"
+        dst = f"sip:{LOCALHOST}:{uas_port}"
+        # R-URI users: "uas" (ringsip-load), "service" (sipp's default [service]).
+        self._sql(
+            f"CREATE TABLE {self.name} (username VARCHAR(64) PRIMARY KEY, dst VARCHAR(255) NOT NULL);"
+            f"INSERT INTO {self.name} VALUES ('uas', '{dst}'), ('service', '{dst}');"
+        )
+
+    def _sql(self, sql: str) -> None:
+        r = subprocess.run(
+            [self.mysql, "-h", LOCALHOST, "-P", "3306", "-u", "root", "test", "-e", sql],
+            capture_output=True, text=True, timeout=30,
+        )
+        if r.returncode != 0:
+            raise SetupError(f"MariaDB at {LOCALHOST}:3306 (database test): {r.stderr.strip()}")
+
+    def drop(self) -> None:
+        self._sql(f"DROP TABLE IF EXISTS {self.name};")
+
+
+# ---------------------------------------------------------------- proxies under test
+
+
+class Proxy:
+    """One proxy process (and its children) pinned with taskset, logs to a file."""
+
+    def __init__(self, name: str, argv: list[str], log_path: Path, port: int, ready_line: str | None):
+        self.name, self.argv, self.log_path, self.port, self.ready_line = name, argv, log_path, port, ready_line
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout_s: float = 20.0) -> None:
+        wait_port_free(self.port)
+        logf = open(self.log_path, "ab")
+        logf.write(f"\n=== {' '.join(self.argv)}\n".encode())
+        logf.flush()
+        self.proc = subprocess.Popen(self.argv, stdout=logf, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        ready = threading.Event()
+
+        def pump() -> None:  # copy stderr to the log, note the ready line
+            assert self.proc is not None and self.proc.stderr is not None
+            for line in self.proc.stderr:
+                logf.write(line)
+                logf.flush()
+                if self.ready_line and self.ready_line.encode() in line:
+                    ready.set()
+            logf.close()
+
+        threading.Thread(target=pump, daemon=True).start()
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end:
+            if self.proc.poll() is not None:
+                raise SetupError(f"{self.name} exited with status {self.proc.returncode} at start; see {self.log_path}")
+            up = ready.is_set() if self.ready_line else udp_port_bound(self.port)
+            if up:
+                # Kamailio binds before forking its workers; give them time to start.
+                time.sleep(1.0)
+                if self.proc.poll() is not None:
+                    raise SetupError(f"{self.name} exited with status {self.proc.returncode} at start; see {self.log_path}")
+                return
+            time.sleep(0.05)
+        self.stop()
+        what = f"print '{self.ready_line}'" if self.ready_line else f"bind UDP {LOCALHOST}:{self.port}"
+        raise SetupError(f"{self.name} did not {what} within {timeout_s:.0f} s; see {self.log_path}")
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def cpu_s(self) -> float:
+        assert self.proc is not None
+        return tree_cpu_s(self.proc.pid)
+
+    def memory(self) -> dict:
+        assert self.proc is not None
+        return tree_memory_kib(self.proc.pid)
+
+    def stop(self) -> None:
+        """SIGTERM the proxy; then end, by pid, any of its processes still alive.
+
+        With -DD the process started is Kamailio's "creator", which forks the main
+        process and, signalled, can exit while main and the workers go on. So the tree
+        is noted before the signal; members still running the same command line get
+        SIGTERM, and SIGKILL if still there 10 s later.
+        """
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        members = {pid: cmdline(pid) for pid in process_tree(self.proc.pid)}
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        end = time.monotonic() + 10
+        termed = False
+        while True:
+            left = [pid for pid, cmd in members.items() if cmd and cmdline(pid) == cmd]
+            if not left:
+                return
+            if not termed:
+                for pid in left:
+                    try:
+                        os.kill(pid, signal.SIGTERM)
+                    except ProcessLookupError:
+                        pass
+                termed = True
+            if time.monotonic() > end:
+                for pid in left:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                return
+            time.sleep(0.1)
+
+
+def render_ringsip_script(src: Path, dst: Path, port: int, table: str | None) -> None:
+    text = src.read_text()
+    subs = [("socket=udp:127.0.0.1:5060", f"socket=udp:{LOCALHOST}:{port}")]
+    if table is not None:
+        subs += [("ringsip_bench_route", table), (DB_URL, DB_URL)]
+    for old, new in subs:
+        if old not in text:
+            raise SetupError(f"{src}: expected the text '{old}' to substitute")
+        text = text.replace(old, new)
+    dst.write_text(text)
+
+
+def make_proxy(name: str, scenario: str, args, workdir: Path, table: str | None) -> Proxy:
+    port = args.proxy_port
+    logp = args.out_dir_run / f"{name}-{scenario}.log"
+    if name == "kamailio":
+        cfg = HERE / "kamailio" / f"{scenario}.cfg"
+        argv = ["taskset", "-c", args.proxy_cpu, args.kamailio, "-f", str(cfg), "-DD", "-E",
+                "-m", str(args.kamailio_shm), "-M", "32", "-x", args.kamailio_mem, "-w", str(workdir), "-A", f"PORT={port}"]
+        if table is not None:
+            argv += [f"--substdef=!DB_TABLE!{table}!"]
+        argv += args.kamailio_arg
+        return Proxy(name, argv, logp, port, None)
+    script = workdir / f"ringsip-{scenario}.cfg"
+    render_ringsip_script(HERE / "ringsip" / f"{scenario}.cfg", script, port, table)
+    argv = ["taskset", "-c", args.proxy_cpu, args.ringsip, "-f", str(script), "--cpus", args.proxy_cpu]
+    argv += args.ringsip_arg
+    return Proxy(name, argv, logp, port, "ringsip ready")
+
+
+# ---------------------------------------------------------------- load generators
+
+
+def pct(sorted_vals: list[float], q: float) -> float:
+    """Nearest-rank percentile of an already sorted list."""
+    if not sorted_vals:
+        return float("nan")
+    k = max(0, min(len(sorted_vals) - 1, int(round(q / 100.0 * len(sorted_vals) + 0.5)) - 1))
+    return sorted_vals[k]
+
+
+def run_ringsip_load(args, rate: float, duration: float, workdir: Path) -> dict:
+    """One `ringsip-load run` (UAC and in-process UAS), pinned to the generator CPU."""
+    out = workdir / f"load-{time.monotonic_ns()}.json"
+    argv = ["taskset", "-c", args.load_cpu, args.load, "run",
+            "--target", f"{LOCALHOST}:{args.proxy_port}", "--scenario", "call",
+            "--rate", f"{rate:g}", "--duration", f"{duration:g}",
+            "--uas", f"{LOCALHOST}:{args.uas_port}", "--local-ip", LOCALHOST,
+            "--cpus", args.load_cpu, "--json", str(out), "--quiet"]
+    with open(workdir / "ringsip-load.log", "ab") as logf:
+        proc = subprocess.Popen(argv, stdout=logf, stderr=logf, stdin=subprocess.DEVNULL)
+        code, _ = wait_child(proc, time.monotonic() + duration + RUN_GRACE_S)
+    if code != 0:
+        raise SetupError(f"ringsip-load exited with status {code} ({' '.join(argv)}); see {workdir}/ringsip-load.log")
+    try:
+        rep = json.loads(out.read_text())
+    except (OSError, ValueError) as e:
+        raise SetupError(f"ringsip-load wrote no readable report {out}: {e}") from e
+    inv = rep.get("latency_us", {}).get("invite_200", {})
+    cpu = rep.get("cpu", {})
+    return {
+        "offered_rate": rate,
+        "achieved_rate": rep["achieved_rate"],
+        "calls_started": rep["calls_started"],
+        "calls_ok": rep["calls_ok"],
+        "calls_failed": rep["calls_failed"],
+        "retransmissions": rep.get("retransmissions"),
+        "invite_200_p50_us": inv.get("p50"),
+        "invite_200_p99_us": inv.get("p99"),
+        "latency_resolution_us": 1,
+        "generator_cpu_s": cpu.get("user_s", 0.0) + cpu.get("sys_s", 0.0),
+        "generator_report": rep,
+    }
+
+
+def run_sipp(args, rate: float, duration: float, workdir: Path) -> dict:
+    """One sipp run: a UAS and a UAC (bench/sipp/*.xml), both pinned to the generator CPU."""
+    calls = max(1, int(round(rate * duration)))
+    run = workdir / f"sipp-{time.monotonic_ns()}"
+    run.mkdir()
+    deadline = time.monotonic() + duration + RUN_GRACE_S
+    uas_argv = ["taskset", "-c", args.load_cpu, args.sipp, "-sf", str(SIPP_DIR / "uas.xml"),
+                "-i", LOCALHOST, "-p", str(args.uas_port), "-m", str(calls), "-nostdin", "-trace_err"]
+    wait_port_free(args.uas_port)
+    uas = subprocess.Popen(uas_argv, cwd=run, stdout=subprocess.DEVNULL, stderr=open(run / "uas.err", "wb"),
+                           stdin=subprocess.DEVNULL)
+    end = time.monotonic() + 5
+    while not udp_port_bound(args.uas_port):
+        if uas.poll() is not None or time.monotonic() > end:
+            wait_child(uas, time.monotonic())
+            raise SetupError(f"sipp UAS did not bind {LOCALHOST}:{args.uas_port}; see {run}")
+        time.sleep(0.05)
+    uac_argv = ["taskset", "-c", args.load_cpu, args.sipp, "-sf", str(SIPP_DIR / "uac.xml"),
+                f"{LOCALHOST}:{args.uas_port}", "-i", LOCALHOST, "-p", str(args.uac_port),
+                "-rsa", f"{LOCALHOST}:{args.proxy_port}", "-m", str(calls), "-r", f"{rate:g}",
+                "-l", str(int(rate * 4) + 1000), "-d", "0", "-nostdin",
+                "-trace_stat", "-fd", "3600", "-trace_err", "-trace_rtt", "-rtt_freq", "1"]
+    t0 = time.monotonic()
+    uac = subprocess.Popen(uac_argv, cwd=run, stdout=open(run / "uac.out", "wb"), stderr=subprocess.STDOUT,
+                           stdin=subprocess.DEVNULL)
+    try:
+        uac_code, uac_cpu = wait_child(uac, deadline)
+    except KeyboardInterrupt:
+        uas.kill()
+        os.wait4(uas.pid, 0)
+        raise
+    elapsed = time.monotonic() - t0
+    # The UAS ends by itself 0.5 s after its last call (uas.xml timewait); when calls
+    # failed it waits for calls that never come, so give it 5 s past the UAC, no more.
+    uas_code, uas_cpu = wait_child(uas, time.monotonic() + 5)
+    # 0: all calls succeeded, 1: some failed; negative: killed at its deadline (it could
+    # not place or finish its calls in time: an overload, counted as failed calls).
+    killed = uac_code < 0
+    if uac_code not in (0, 1) and not killed:
+        raise SetupError(f"sipp UAC exited with status {uac_code}; see {run}")
+    stats = sorted(run.glob("uac_*_.csv"))
+    rows = []
+    if stats:
+        with open(stats[-1], newline="") as f:
+            rows = list(csv.DictReader(f, delimiter=";"))
+    if rows:
+        last = rows[-1]
+    elif killed:
+        last = {"SuccessfulCall(C)": "0", "FailedCall(C)": "0", "TotalCallCreated": "0", "Retransmissions(C)": "0"}
+    else:
+        raise SetupError(f"sipp wrote no -trace_stat file in {run}")
+    ok, failed = int(last["SuccessfulCall(C)"]), int(last["FailedCall(C)"])
+    rtts: list[float] = []
+    stamps: list[float] = []  # ms since sipp's start at which each 200 to an INVITE came
+    for rtt in run.glob("uac_*_rtt.csv"):
+        with open(rtt, newline="") as f:
+            for row in csv.DictReader(f, delimiter=";"):
+                if row.get("rtd_no") == "1":
+                    rtts.append(float(row["response_time_ms"]) * 1000.0)
+                    stamps.append(float(row["Date_ms"]))
+    rtts.sort()
+    # Achieved rate over the span of the answered INVITEs (plus one call interval): the
+    # process's wall time would also count sipp's start-up and the last calls' tail,
+    # about 0.1-0.3 s, enough to fail a 5 s run at the 95 % criterion.
+    if len(stamps) >= 2 and rate > 0:
+        span_s = (max(stamps) - min(stamps)) / 1000.0 + 1.0 / rate
+    else:
+        span_s = elapsed
+    if not args.keep_runs:
+        shutil.rmtree(run, ignore_errors=True)
+    return {
+        "offered_rate": rate,
+        "achieved_rate": (ok + failed) / span_s if span_s > 0 else 0.0,
+        "calls_started": int(last["TotalCallCreated"]),
+        "calls_ok": ok,
+        "calls_failed": failed + max(0, calls - ok - failed),  # never started = not a success
+        "retransmissions": int(last["Retransmissions(C)"]),
+        "invite_200_p50_us": pct(rtts, 50),
+        "invite_200_p99_us": pct(rtts, 99),
+        "latency_resolution_us": 1000,
+        "generator_cpu_s": uac_cpu + uas_cpu,
+        "generator_exit": {"uac": uac_code, "uas": uas_code, "uac_killed_at_deadline": killed},
+    }
+
+
+def run_load(args, proxy: Proxy, rate: float, duration: float, workdir: Path) -> dict:
+    """One run at `rate` for `duration`; adds the proxy's CPU time over the run."""
+    if not proxy.alive():
+        raise SetupError(f"{proxy.name} is no longer running; see {proxy.log_path}")
+    cpu0 = proxy.cpu_s()
+    gen = run_sipp if args.generator == "sipp" else run_ringsip_load
+    t0 = time.monotonic()
+    res = gen(args, rate, duration, workdir)
+    res["wall_s"] = time.monotonic() - t0
+    res["proxy_cpu_s"] = proxy.cpu_s() - cpu0
+    # CPU seconds per wall second: near 1.0 the generator (or the proxy) had its whole
+    # core, and a failed run may be the generator's limit rather than the proxy's.
+    res["generator_cpu_share"] = res["generator_cpu_s"] / res["wall_s"] if res["wall_s"] > 0 else None
+    res["proxy_cpu_share"] = res["proxy_cpu_s"] / res["wall_s"] if res["wall_s"] > 0 else None
+    res["loadavg"] = loadavg()
+    done = res["calls_ok"]
+    res["proxy_cpu_us_per_call"] = res["proxy_cpu_s"] * 1e6 / done if done else None
+    res["generator_cpu_us_per_call"] = res["generator_cpu_s"] * 1e6 / done if done else None
+    if not proxy.alive():
+        raise SetupError(f"{proxy.name} died during a run at {rate:g} cps; see {proxy.log_path}")
+    return res
+
+
+def passed(res: dict) -> bool:
+    return res["calls_failed"] == 0 and res["calls_ok"] > 0 and res["achieved_rate"] >= 0.95 * res["offered_rate"]
+
+
+def search_max_rate(args, proxy: Proxy, workdir: Path, budget_end: float) -> dict:
+    """Highest rate with zero failures: double from --start-rate, then bisect.
+
+    Bounded: at most --max-probes probes, never above --max-rate, stops when the
+    bracket is narrower than --precision (relative) or the time budget is spent.
+    """
+    probes, lo, hi = [], 0.0, None
+    rate = float(args.start_rate)
+    while len(probes) < args.max_probes:
+        if time.monotonic() > budget_end:
+            raise SetupError("time limit reached during the rate search (--time-limit)")
+        res = run_load(args, proxy, rate, args.search_duration, workdir)
+        ok = passed(res)
+        probes.append({k: res[k] for k in ("offered_rate", "achieved_rate", "calls_ok", "calls_failed",
+                                            "retransmissions", "proxy_cpu_us_per_call", "proxy_cpu_s",
+                                            "generator_cpu_s", "wall_s", "loadavg")}
+                      | {"passed": ok})
+        log(f"  {proxy.name}: probe {rate:>8.0f} cps -> {'ok' if ok else 'FAIL'} "
+            f"(achieved {res['achieved_rate']:.0f}, failed {res['calls_failed']})")
+        if ok:
+            lo = rate
+        else:
+            hi = rate
+        time.sleep(args.cooldown)
+        if hi is None:
+            if rate >= args.max_rate:
+                break
+            rate = min(rate * 2, float(args.max_rate))
+        else:
+            if lo == 0.0 and hi <= args.start_rate / 8:
+                break  # fails even at a tiny rate: something is wrong, report 0
+            if lo > 0 and (hi - lo) / lo <= args.precision:
+                break
+            rate = (lo + hi) / 2 if lo > 0 else hi / 2
+            rate = float(round(rate))
+    return {"max_rate": lo, "ceiling_hit": hi is None, "probes": probes}
+
+
+# ---------------------------------------------------------------- the comparison
+
+
+def median_or_none(vals):
+    vals = [v for v in vals if v is not None]
+    return statistics.median(vals) if vals else None
+
+
+def passed_get(rec: dict, part: str, key: str):
+    """A figure from a run that had no failed call; None (shown as "–") otherwise."""
+    res = rec.get(part)
+    return res.get(key) if res and res.get("passed") else None
+
+
+def summarize(runs: list[dict], scenarios, proxies) -> dict:
+    metrics = {
+        "max_rate_cps": lambda r: r.get("search", {}).get("max_rate"),
+        "cpu_us_per_call": lambda r: passed_get(r, "cpu", "proxy_cpu_us_per_call"),
+        "p50_invite_200_us_at_half_max": lambda r: passed_get(r, "latency", "invite_200_p50_us"),
+        "p99_invite_200_us_at_half_max": lambda r: passed_get(r, "latency", "invite_200_p99_us"),
+        "pss_kib": lambda r: r.get("memory", {}).get("pss_kib"),
+        "vmrss_sum_kib": lambda r: r.get("memory", {}).get("vmrss_kib"),
+        "generator_cpu_us_per_call": lambda r: passed_get(r, "cpu", "generator_cpu_us_per_call"),
+    }
+    out: dict = {}
+    for sc in scenarios:
+        out[sc] = {}
+        for m, get in metrics.items():
+            row = {p: median_or_none([get(r) for r in runs if r["scenario"] == sc and r["proxy"] == p])
+                   for p in proxies}
+            if row.get("ringsip") and row.get("kamailio"):
+                row["ratio_ringsip_over_kamailio"] = row["ringsip"] / row["kamailio"]
+            out[sc][m] = row
+    return out
+
+
+def markdown(summary: dict, proxies, meta: dict) -> str:
+    lines = [f"# ringsip vs Kamailio — {meta['started_utc']}", "",
+             f"Generator: {meta['generator']}; rounds: {meta['rounds']}; proxy CPU {meta['proxy_cpu']}, "
+             f"generator CPU {meta['load_cpu']}; fixed CPU rate: {meta['cpu_rate']} cps. Medians over rounds.",
+             f"Load average at start / end: {meta['loadavg_start']} / {meta.get('loadavg_end', '?')}.",
+             "A \"–\" is a figure whose run had failed calls (or no run)."]
+    if meta["generator"] == "sipp":
+        lines.append("sipp measures latency in whole milliseconds: 0 us means under 1 ms.")
+    lines.append("")
+    cols = list(proxies) + (["ringsip/kamailio"] if len(proxies) == 2 else [])
+    for sc, metrics in summary.items():
+        lines += [f"## {sc}", "", "| metric | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+        for m, row in metrics.items():
+            cells = [fmt(row.get(p)) for p in proxies]
+            if len(proxies) == 2:
+                r = row.get("ratio_ringsip_over_kamailio")
+                cells.append(f"{r:.2f}" if r is not None else "–")
+            lines.append(f"| {m} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def fmt(v) -> str:
+    if v is None:
+        return "–"
+    return f"{v:.0f}" if abs(v) >= 100 else f"{v:.2f}"
+
+
+def machine_info(args) -> dict:
+    info = {"uname": " ".join(platform.uname()), "nproc": os.cpu_count()}
+    try:
+        m = re.search(r"MemTotal:\s+(\d+) kB", Path("/proc/meminfo").read_text())
+        info["mem_total_kib"] = int(m.group(1)) if m else None
+        cpu = re.search(r"model name\s+: (.*)", Path("/proc/cpuinfo").read_text())
+        info["cpu_model"] = cpu.group(1) if cpu else None
+    except OSError:
+        pass
+    if "kamailio" in args.proxies:
+        r = subprocess.run([args.kamailio, "-v"], capture_output=True, text=True, timeout=10)
+        info["kamailio_version"] = r.stdout.splitlines()[0] if r.stdout else None
+    if args.generator == "sipp":
+        r = subprocess.run([args.sipp, "-v"], capture_output=True, text=True, timeout=10)
+        info["sipp_version"] = next((line.strip() for line in r.stdout.splitlines() if "SIPp" in line), None)
+    return info
+
+
+def resolve_bin(path: str, what: str, hint: str) -> str:
+    found = shutil.which(path) if os.sep not in path else (path if os.access(path, os.X_OK) else None)
+    if not found:
+        raise SetupError(f"{what} not found or not executable: '{path}'. {hint}")
+    return os.path.abspath(found)
+
+
+def parse_args(argv=None):
+    env = os.environ.get
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="Environment: RINGSIP_BIN, KAMAILIO_BIN, RINGSIP_LOAD_BIN, SIPP_BIN, "
+                                       "COMPARE_ROUNDS, COMPARE_SCENARIOS, COMPARE_PROXIES, COMPARE_GENERATOR.")
+    p.add_argument("--proxies", default=env("COMPARE_PROXIES", "ringsip,kamailio"),
+                   help="comma list, run in this order every round (default ringsip,kamailio)")
+    p.add_argument("--scenarios", default=env("COMPARE_SCENARIOS", ",".join(SCENARIOS)))
+    p.add_argument("--rounds", type=int, default=int(env("COMPARE_ROUNDS", "3")))
+    p.add_argument("--generator", choices=("ringsip-load", "sipp"), default=env("COMPARE_GENERATOR", "ringsip-load"))
+    p.add_argument("--ringsip", default=env("RINGSIP_BIN", str(REPO / "target/release/ringsip")))
+    p.add_argument("--ringsip-arg", action="append", default=[], help="extra argument for ringsip (repeatable)")
+    p.add_argument("--kamailio", default=env("KAMAILIO_BIN", "kamailio"))
+    p.add_argument("--kamailio-arg", action="append", default=[],
+                   help="extra argument for kamailio (repeatable), e.g. -A CHILDREN=4 as two")
+    p.add_argument("--kamailio-mem", default=env("KAMAILIO_MEM", "tlsf"), choices=("tlsf", "fm", "qm"),
+                   help="Kamailio memory manager (-x; -X follows it). Default tlsf: the Debian build's default, qm, "
+                        "spends >90%% of a stateless call's instructions in qm_malloc (docs/PERFORMANCE.md)")
+    p.add_argument("--kamailio-shm", type=int, default=int(env("KAMAILIO_SHM", "1024")),
+                   help="Kamailio shared memory, MiB (-m). Default 1024: with 64 (Kamailio's default) tm runs out "
+                        "of shared memory near 500 calls/s and answers 500 (docs/PERFORMANCE.md)")
+    p.add_argument("--load", default=env("RINGSIP_LOAD_BIN", str(REPO / "target/release/ringsip-load")))
+    p.add_argument("--sipp", default=env("SIPP_BIN", "sipp"))
+    p.add_argument("--mysql", default=env("MYSQL_BIN", "mysql"))
+    p.add_argument("--proxy-cpu", default="0")
+    p.add_argument("--load-cpu", default="1")
+    p.add_argument("--proxy-port", type=int, default=5060)
+    p.add_argument("--uas-port", type=int, default=5070)
+    p.add_argument("--uac-port", type=int, default=5080, help="sipp UAC port (sipp generator only)")
+    p.add_argument("--search-duration", type=float, default=5.0, help="seconds per probe of the rate search")
+    p.add_argument("--measure-duration", type=float, default=10.0, help="seconds of the CPU and latency runs")
+    p.add_argument("--start-rate", type=float, default=500.0)
+    p.add_argument("--max-rate", type=float, default=100000.0)
+    p.add_argument("--max-probes", type=int, default=12)
+    p.add_argument("--precision", type=float, default=0.05, help="relative width at which bisection stops")
+    p.add_argument("--cooldown", type=float, default=2.0, help="seconds idle after each run")
+    p.add_argument("--cpu-rate", type=float, default=1000.0, help="fixed call rate of the CPU-per-call run")
+    p.add_argument("--sweep", action="store_true", help="latency sweep mode (see --sweep-rates/--sweep-fractions)")
+    p.add_argument("--sweep-rates", default="", help="comma list of offered rates; else fractions of a searched max")
+    p.add_argument("--sweep-fractions", default="0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0")
+    p.add_argument("--time-limit", type=float, default=4 * 3600.0, help="seconds; the run stops with an error past it")
+    p.add_argument("--out-dir", default=str(REPO / "bench" / "results"))
+    p.add_argument("--keep-runs", action="store_true", help="keep each generator run's files")
+    a = p.parse_args(argv)
+    a.proxies = [x for x in a.proxies.split(",") if x]
+    a.scenarios = [x for x in a.scenarios.split(",") if x]
+    for x in a.proxies:
+        if x not in PROXIES:
+            p.error(f"unknown proxy '{x}' (known: {', '.join(PROXIES)})")
+    for x in a.scenarios:
+        if x not in SCENARIOS:
+            p.error(f"unknown scenario '{x}' (known: {', '.join(SCENARIOS)})")
+    if a.rounds < 1:
+        p.error("--rounds must be at least 1")
+    return a
+
+
+def check_setup(a) -> None:
+    build = "Build it with: cargo build --release -p ringsip-bench (ringsip-load) / cargo build --release (ringsip)."
+    if "ringsip" in a.proxies:
+        a.ringsip = resolve_bin(a.ringsip, "ringsip", build + " Or set RINGSIP_BIN / --ringsip.")
+    if "kamailio" in a.proxies:
+        a.kamailio = resolve_bin(a.kamailio, "kamailio",
+                                 "Install it: apt-get install -y kamailio kamailio-mysql-modules; or set KAMAILIO_BIN.")
+    if a.generator == "ringsip-load":
+        a.load = resolve_bin(a.load, "ringsip-load", build + " Or set RINGSIP_LOAD_BIN / --load.")
+    else:
+        a.sipp = resolve_bin(a.sipp, "sipp", "Install it: apt-get install -y sip-tester; or set SIPP_BIN.")
+    resolve_bin("taskset", "taskset", "Install util-linux.")
+    if "async-db" in a.scenarios:
+        a.mysql = resolve_bin(a.mysql, "mysql client", "Install mariadb-client; or set MYSQL_BIN.")
+    cpus = os.sched_getaffinity(0)
+    for c in (a.proxy_cpu, a.load_cpu):
+        if not c.isdigit() or int(c) not in cpus:
+            raise SetupError(f"CPU {c} is not available to this process (allowed: {sorted(cpus)})")
+    if a.proxy_cpu == a.load_cpu:
+        raise SetupError("--proxy-cpu and --load-cpu must differ")
+
+
+def main(argv=None) -> int:
+    a = parse_args(argv)
+    try:
+        check_setup(a)
+    except SetupError as e:
+        print(f"compare: {e}", file=sys.stderr)
+        return 2
+    started = dt.datetime.now(dt.timezone.utc)
+    stamp = started.strftime("%Y%m%dT%H%M%SZ")
+    kind = "latency-sweep" if a.sweep else "compare"
+    out_dir = Path(a.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    a.out_dir_run = out_dir / f"{kind}-{stamp}.logs"
+    a.out_dir_run.mkdir()
+    budget_end = time.monotonic() + a.time_limit
+    meta = {"kind": kind, "started_utc": started.isoformat(timespec="seconds"), "generator": a.generator,
+            "rounds": a.rounds, "proxies": a.proxies, "scenarios": a.scenarios,
+            "proxy_cpu": a.proxy_cpu, "load_cpu": a.load_cpu, "cpu_rate": a.cpu_rate,
+            "search_duration_s": a.search_duration, "measure_duration_s": a.measure_duration,
+            "precision": a.precision, "command": sys.argv, "machine": machine_info(a),
+            "loadavg_start": loadavg()}
+    runs: list[dict] = []
+    table: RouteTable | None = None
+    status = 0
+    try:
+        if "async-db" in a.scenarios:
+            table = RouteTable(a.mysql, a.uas_port)
+        with tempfile.TemporaryDirectory(prefix="ringsip-compare.") as tmp:
+            work = Path(tmp)
+            for sc in a.scenarios:
+                for rnd in range(1, a.rounds + 1):
+                    for name in a.proxies:
+                        log(f"{sc} round {rnd}/{a.rounds}: {name}")
+                        proxy = make_proxy(name, sc, a, work, table.name if (table and sc == "async-db") else None)
+                        proxy.start()
+                        try:
+                            runs.append(one_round(a, proxy, sc, rnd, work, budget_end))
+                        finally:
+                            proxy.stop()
+                        time.sleep(a.cooldown)
+    except SetupError as e:
+        print(f"compare: {e}", file=sys.stderr)
+        status = 2
+    except KeyboardInterrupt:
+        print("compare: interrupted", file=sys.stderr)
+        status = 130
+    finally:
+        if table is not None:
+            try:
+                table.drop()
+            except SetupError as e:
+                print(f"compare: {e}", file=sys.stderr)
+    meta["finished_utc"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    meta["complete"] = status == 0
+    meta["loadavg_end"] = loadavg()
+    doc = {"meta": meta, "runs": runs}
+    if not a.sweep:
+        doc["summary"] = summarize(runs, a.scenarios, a.proxies)
+    json_path = out_dir / f"{kind}-{stamp}.json"
+    json_path.write_text(json.dumps(doc, indent=1) + "\n")
+    if not a.sweep:
+        md = markdown(doc["summary"], a.proxies, meta)
+        if status != 0:
+            md = "**INCOMPLETE RUN — stopped by an error; do not quote these figures.**\n\n" + md
+        (out_dir / f"{kind}-{stamp}.md").write_text(md + "\n")
+        print(md)
+    log(f"wrote {json_path}" + ("" if status == 0 else " (incomplete)"))
+    return status
+
+
+def one_round(a, proxy: Proxy, sc: str, rnd: int, work: Path, budget_end: float) -> dict:
+    rec: dict = {"scenario": sc, "proxy": proxy.name, "round": rnd, "proxy_argv": proxy.argv}
+    # Warm-up: a short run at a low rate (first-use costs, DB connections).
+    run_load(a, proxy, min(100.0, a.start_rate), 2.0, work)
+    time.sleep(a.cooldown)
+    if a.sweep:
+        if a.sweep_rates:
+            rates = [float(x) for x in a.sweep_rates.split(",") if x]
+        else:
+            rec["search"] = search_max_rate(a, proxy, work, budget_end)
+            top = rec["search"]["max_rate"]
+            rates = [round(top * float(f)) for f in a.sweep_fractions.split(",") if f and top > 0]
+        points = []
+        for r in rates:
+            if time.monotonic() > budget_end:
+                raise SetupError("time limit reached during the latency sweep (--time-limit)")
+            res = run_load(a, proxy, r, a.measure_duration, work)
+            res.pop("generator_report", None)
+            points.append(res)
+            log(f"  {proxy.name}: {r:.0f} cps p50 {res['invite_200_p50_us']} us p99 {res['invite_200_p99_us']} us"
+                f" failed {res['calls_failed']}")
+            time.sleep(a.cooldown)
+        rec["points"] = points
+        rec["memory"] = proxy.memory()
+        return rec
+    rec["search"] = search_max_rate(a, proxy, work, budget_end)
+    res = run_load(a, proxy, a.cpu_rate, a.measure_duration, work)
+    res["passed"] = passed(res)
+    rec["cpu"] = res
+    log(f"  {proxy.name}: {a.cpu_rate:.0f} cps: proxy {res['proxy_cpu_us_per_call']} us/call, "
+        f"generator {res['generator_cpu_us_per_call']} us/call, failed {res['calls_failed']}")
+    time.sleep(a.cooldown)
+    half = round(rec["search"]["max_rate"] / 2)
+    if half > 0:
+        res = run_load(a, proxy, half, a.measure_duration, work)
+        res["passed"] = passed(res)
+        rec["latency"] = res
+        log(f"  {proxy.name}: {half} cps: p50 {res['invite_200_p50_us']} us, p99 {res['invite_200_p99_us']} us")
+    rec["memory"] = proxy.memory()
+    return rec
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,324 @@
+//! Byte-level scanning shared by the SIP parsers: spans, character classes of RFC 3261 §25.1,
+//! LWS skipping, and the comma split that respects quoted strings and `<...>`.
+//!
+//! Invariant: nothing here indexes a slice without a bound check; every function returns a
+//! position inside the slice it was given (or its length).
+
+/// A byte range `[start, end)` inside a message buffer. Messages are at most 65 535 bytes
+/// (the largest UDP datagram), so offsets are `u16`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Span {
+    /// First byte.
+    pub start: u16,
+    /// One past the last byte.
+    pub end: u16,
+}
+
+impl Span {
+    /// A span from `usize` offsets; `None` if they do not fit in `u16` or are reversed.
+    pub fn new(start: usize, end: usize) -> Option<Span> {
+        if start > end {
+            return None;
+        }
+        Some(Span {
+            start: u16::try_from(start).ok()?,
+            end: u16::try_from(end).ok()?,
+        })
+    }
+
+    /// The empty span at `at`.
+    pub fn empty_at(at: u16) -> Span {
+        Span { start: at, end: at }
+    }
+
+    /// Length in bytes.
+    pub fn len(self) -> usize {
+        usize::from(self.end.saturating_sub(self.start))
+    }
+
+    /// True when the span covers no byte.
+    pub fn is_empty(self) -> bool {
+        self.end <= self.start
+    }
+
+    /// The bytes of `buf` this span covers (empty if out of range).
+    pub fn get(self, buf: &[u8]) -> &[u8] {
+        buf.get(usize::from(self.start)..usize::from(self.end))
+            .unwrap_or(&[])
+    }
+}
+
+/// Offset of `sub` inside `base`, when `sub` is a subslice of it.
+pub(crate) fn offset_in(base: &[u8], sub: &[u8]) -> Option<usize> {
+    let b = base.as_ptr() as usize;
+    let s = sub.as_ptr() as usize;
+    if s >= b && s + sub.len() <= b + base.len() {
+        Some(s - b)
+    } else {
+        None
+    }
+}
+
+/// Span of `sub` inside `base` (`sub` must be a subslice of `base`).
+pub(crate) fn span_of(base: &[u8], sub: &[u8]) -> Option<Span> {
+    let start = offset_in(base, sub)?;
+    Span::new(start, start + sub.len())
+}
+
+const fn token_table() -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+            );
+        c += 1;
+    }
+    t
+}
+
+static TOKEN: [bool; 256] = token_table();
+
+/// RFC 3261 `token` characters: alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+" / "`" /
+/// "'" / "~".
+#[inline]
+pub fn is_token(c: u8) -> bool {
+    TOKEN.get(usize::from(c)).copied().unwrap_or(false)
+}
+
+/// Linear white space inside a header value: SP, HTAB, and the CR LF of a folded line.
+pub fn is_lws(c: u8) -> bool {
+    matches!(c, b' ' | b'\t' | b'\r' | b'\n')
+}
+
+/// Index of the first non-LWS byte at or after `i`.
+pub fn skip_lws(s: &[u8], mut i: usize) -> usize {
+    while let Some(&c) = s.get(i) {
+        if !is_lws(c) {
+            break;
+        }
+        i += 1;
+    }
+    i
+}
+
+/// `s` without leading and trailing LWS.
+pub fn trim_lws(s: &[u8]) -> &[u8] {
+    let start = skip_lws(s, 0);
+    let mut end = s.len();
+    while end > start {
+        match s.get(end - 1) {
+            Some(&c) if is_lws(c) => end -= 1,
+            _ => break,
+        }
+    }
+    s.get(start..end).unwrap_or(&[])
+}
+
+/// Index one past the end of a token starting at `i` (== `i` if there is none).
+pub fn token_end(s: &[u8], mut i: usize) -> usize {
+    while let Some(&c) = s.get(i) {
+        if !is_token(c) {
+            break;
+        }
+        i += 1;
+    }
+    i
+}
+
+/// Given `s[i] == b'"'`, the index one past the closing quote, honouring `\` escapes.
+pub fn quoted_end(s: &[u8], i: usize) -> Option<usize> {
+    let mut j = i.checked_add(1)?;
+    loop {
+        match s.get(j)? {
+            b'"' => return Some(j + 1),
+            b'\\' => j = j.checked_add(2)?,
+            _ => j += 1,
+        }
+    }
+}
+
+/// Parses an unsigned decimal with at most `max` as value; `None` for empty, non-digit or
+/// overlarge input.
+pub fn parse_u64(s: &[u8], max: u64) -> Option<u64> {
+    if s.is_empty() {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for &c in s {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        v = v.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
+        if v > max {
+            return None;
+        }
+    }
+    Some(v)
+}
+
+/// True if `s` is 1*DIGIT.
+pub fn all_digits(s: &[u8]) -> bool {
+    !s.is_empty() && s.iter().all(u8::is_ascii_digit)
+}
+
+/// Iterator over the comma-separated elements of a header value (RFC 3261 §7.3.1), each
+/// trimmed of LWS. Commas inside quoted strings and inside `<...>` do not split. Empty
+/// elements are skipped.
+#[derive(Clone, Debug)]
+pub struct CommaSplit<'a> {
+    s: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> CommaSplit<'a> {
+    /// Splits `s`.
+    pub fn new(s: &'a [u8]) -> Self {
+        CommaSplit { s, pos: 0 }
+    }
+}
+
+impl<'a> Iterator for CommaSplit<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        loop {
+            if self.pos >= self.s.len() {
+                return None;
+            }
+            let start = self.pos;
+            let rest = self.s.get(start..).unwrap_or(&[]);
+            if memchr::memchr(b',', rest).is_none() {
+                // no comma at all: the rest is one element
+                self.pos = self.s.len();
+                let elem = trim_lws(rest);
+                if elem.is_empty() {
+                    return None;
+                }
+                return Some(elem);
+            }
+            let mut i = start;
+            let mut in_angle = false;
+            while let Some(&c) = self.s.get(i) {
+                match c {
+                    b'"' => {
+                        i = quoted_end(self.s, i).unwrap_or(self.s.len());
+                        continue;
+                    }
+                    b'<' => in_angle = true,
+                    b'>' => in_angle = false,
+                    b',' if !in_angle => break,
+                    _ => {}
+                }
+                i += 1;
+            }
+            self.pos = i.saturating_add(1);
+            let elem = trim_lws(self.s.get(start..i.min(self.s.len())).unwrap_or(&[]));
+            if !elem.is_empty() {
+                return Some(elem);
+            }
+        }
+    }
+}
+
+/// Iterator over `;`-separated generic parameters (`name [= value]`) of a parameter list as
+/// it follows a header value or URI, yielding `(name, value)` with LWS trimmed and a quoted
+/// value returned with its quotes.
+#[derive(Clone, Debug)]
+pub struct Params<'a> {
+    s: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Params<'a> {
+    /// Iterates over `s`, which may start with `;` or directly with the first name.
+    pub fn new(s: &'a [u8]) -> Self {
+        Params { s, pos: 0 }
+    }
+}
+
+impl<'a> Iterator for Params<'a> {
+    type Item = (&'a [u8], Option<&'a [u8]>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if self.pos >= self.s.len() {
+                return None;
+            }
+            let start = self.pos;
+            let mut i = start;
+            while let Some(&c) = self.s.get(i) {
+                match c {
+                    b'"' => {
+                        i = quoted_end(self.s, i).unwrap_or(self.s.len());
+                        continue;
+                    }
+                    b';' => break,
+                    _ => i += 1,
+                }
+            }
+            self.pos = i.saturating_add(1);
+            let item = trim_lws(self.s.get(start..i.min(self.s.len())).unwrap_or(&[]));
+            if item.is_empty() {
+                continue;
+            }
+            return Some(match memchr::memchr(b'=', item) {
+                Some(eq) => (
+                    trim_lws(item.get(..eq).unwrap_or(&[])),
+                    Some(trim_lws(item.get(eq + 1..).unwrap_or(&[]))),
+                ),
+                None => (item, None),
+            });
+        }
+    }
+}
+
+/// The value of parameter `name` (case-insensitive) in `params`: `None` if absent,
+/// `Some(None)` for a flag parameter, `Some(Some(v))` otherwise.
+pub fn find_param<'a>(params: &'a [u8], name: &[u8]) -> Option<Option<&'a [u8]>> {
+    Params::new(params)
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v)
+}
+
+/// `v` without surrounding double quotes, if it has them.
+pub fn unquote(v: &[u8]) -> &[u8] {
+    match v {
+        [b'"', inner @ .., b'"'] => inner,
+        _ => v,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn comma_split_respects_quotes_and_angles() {
+        let v: Vec<&[u8]> = CommaSplit::new(b"\"a, b\" <sip:x;y=1,2>, <sip:z> ,, c").collect();
+        assert_eq!(
+            v,
+            vec![&b"\"a, b\" <sip:x;y=1,2>"[..], &b"<sip:z>"[..], &b"c"[..]]
+        );
+    }
+
+    #[test]
+    fn params_trim_and_flag() {
+        let p: Vec<_> = Params::new(b" ;  tag  = 12 ; lr ;x=\"a;b\"").collect();
+        assert_eq!(p.len(), 3);
+        assert_eq!(p[0], (&b"tag"[..], Some(&b"12"[..])));
+        assert_eq!(p[1], (&b"lr"[..], None));
+        assert_eq!(p[2], (&b"x"[..], Some(&b"\"a;b\""[..])));
+        assert_eq!(find_param(b";LR", b"lr"), Some(None));
+    }
+
+    #[test]
+    fn u64_overflow_is_none() {
+        assert_eq!(parse_u64(b"36893488147419103232", u64::MAX), None);
+        assert_eq!(parse_u64(b"0068", 255), Some(68));
+        assert_eq!(parse_u64(b"", 10), None);
+    }
+}

@@ -1,0 +1,626 @@
+//! The shard's transaction table: owns every live [`ProxyTxn`] of one shard, matches
+//! requests to server transactions (RFC 3261 §17.2.3, CANCEL per §9.2) and responses to
+//! client branches (§17.1.3), and writes the branch ids this proxy puts in its Via.
+//!
+//! Our branch ids encode where the transaction lives, so a response is matched without a
+//! map look-up and a shard that receives a response for another shard can tell which
+//! (DESIGN.md §2):
+//!
+//! ```text
+//! z9hG4bK rs SSSS IIIIIIII GGGGGGGG BB CCCCCCCC     (no spaces, lower-case hex)
+//!         |  |    |        |        |  check: keyed hash of the rest (per-process secret)
+//!         |  |    |        |        branch index in the transaction
+//!         |  |    |        slot generation (a "counter": bumped each time a slot is reused)
+//!         |  |    slot index in this shard's table
+//!         |  shard index
+//!         marker of ringsip's branches
+//! ```
+//!
+//! Invariants: at most `capacity` live transactions (`TableError::Full` past it); one
+//! server key per live transaction; a `TxnId` names one transaction for its lifetime and
+//! never a later one (slot generation); a branch id whose check does not verify with this
+//! table's secret matches nothing (stale ids from before a restart, other proxies' ids).
+//! The RFC 2543 matching fallback (no magic cookie) is not implemented: such requests get
+//! `TableError::NoMagicCookie`, and the glue handles them statelessly.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::time::Instant;
+
+use super::action::{Action, BranchIdx, Event};
+use super::config::{ConfigError, TmConfig};
+use super::proxy::{Branch, ProxyTxn, TxnKind};
+
+/// RFC 3261 §8.1.1.7: branch ids of RFC 3261 elements start with this.
+pub const MAGIC_COOKIE: &str = "z9hG4bK";
+const MARKER: &str = "rs";
+/// Length of every branch id this proxy writes.
+pub const BRANCH_ID_LEN: usize = 7 + 2 + 4 + 8 + 8 + 2 + 8;
+
+/// Handle of a live transaction in its shard's table (slot index + generation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TxnId {
+    pub index: u32,
+    pub generation: u32,
+}
+
+/// A branch id written by this proxy, kept inline (no allocation).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct BranchId {
+    bytes: [u8; BRANCH_ID_LEN],
+}
+
+impl BranchId {
+    pub fn as_str(&self) -> &str {
+        // Built only from ASCII in `encode_branch`.
+        std::str::from_utf8(&self.bytes).unwrap_or("")
+    }
+}
+
+impl fmt::Display for BranchId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for BranchId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "BranchId({})", self.as_str())
+    }
+}
+
+/// The fields of one of our branch ids, once decoded and verified.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BranchParts {
+    pub shard: u16,
+    pub txn: TxnId,
+    pub branch: BranchIdx,
+}
+
+fn mix(mut z: u64) -> u64 {
+    // splitmix64 finaliser: a fast, well-spread 64-bit mixer.
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+fn check(secret: u64, p: &BranchParts) -> u32 {
+    let a = (u64::from(p.shard) << 48) | (u64::from(p.branch.0) << 40);
+    let b = (u64::from(p.txn.index) << 32) | u64::from(p.txn.generation);
+    // Truncation intended: 32 bits of check.
+    (mix(mix(secret ^ a) ^ b) & 0xffff_ffff) as u32
+}
+
+fn put_hex(dst: &mut [u8], mut v: u64) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for d in dst.iter_mut().rev() {
+        *d = HEX[(v & 0xf) as usize];
+        v >>= 4;
+    }
+}
+
+fn hex(s: &[u8]) -> Option<u64> {
+    let mut v: u64 = 0;
+    for &c in s {
+        let d = match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            _ => return None,
+        };
+        v = (v << 4) | u64::from(d);
+    }
+    Some(v)
+}
+
+/// Write the branch id for `branch` of `txn` in `shard`.
+pub fn encode_branch(secret: u64, parts: &BranchParts) -> BranchId {
+    let mut bytes = [0u8; BRANCH_ID_LEN];
+    bytes[..7].copy_from_slice(MAGIC_COOKIE.as_bytes());
+    bytes[7..9].copy_from_slice(MARKER.as_bytes());
+    put_hex(&mut bytes[9..13], u64::from(parts.shard));
+    put_hex(&mut bytes[13..21], u64::from(parts.txn.index));
+    put_hex(&mut bytes[21..29], u64::from(parts.txn.generation));
+    put_hex(&mut bytes[29..31], u64::from(parts.branch.0));
+    put_hex(&mut bytes[31..39], u64::from(check(secret, parts)));
+    BranchId { bytes }
+}
+
+fn split(branch: &str) -> Option<(u16, &[u8])> {
+    let b = branch.as_bytes();
+    if b.len() != BRANCH_ID_LEN || !b.starts_with(MAGIC_COOKIE.as_bytes()) {
+        return None;
+    }
+    if b.get(7..9)? != MARKER.as_bytes() {
+        return None;
+    }
+    let shard = u16::try_from(hex(b.get(9..13)?)?).ok()?;
+    Some((shard, b))
+}
+
+/// The shard a branch id of ours names, without verifying its check (the owning shard
+/// does that). `None` for a branch id this proxy did not write.
+pub fn shard_of_branch(branch: &str) -> Option<u16> {
+    split(branch).map(|(s, _)| s)
+}
+
+/// Decode and verify one of our branch ids.
+pub fn decode_branch(secret: u64, branch: &str) -> Option<BranchParts> {
+    let (shard, b) = split(branch)?;
+    let parts = BranchParts {
+        shard,
+        txn: TxnId {
+            index: u32::try_from(hex(b.get(13..21)?)?).ok()?,
+            generation: u32::try_from(hex(b.get(21..29)?)?).ok()?,
+        },
+        branch: BranchIdx(u8::try_from(hex(b.get(29..31)?)?).ok()?),
+    };
+    let sum = u32::try_from(hex(b.get(31..39)?)?).ok()?;
+    (sum == check(secret, &parts)).then_some(parts)
+}
+
+/// True if `branch` carries the RFC 3261 magic cookie.
+pub fn has_magic_cookie(branch: &str) -> bool {
+    branch.starts_with(MAGIC_COOKIE)
+}
+
+/// Why the table refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TableError {
+    #[error("transaction table full ({capacity} transactions)")]
+    Full { capacity: u32 },
+    #[error("Via branch {branch:?} has no RFC 3261 magic cookie (RFC 2543 matching unsupported)")]
+    NoMagicCookie { branch: String },
+    #[error("a transaction with branch {branch:?} and sent-by {sent_by:?} already exists")]
+    Duplicate { branch: String, sent_by: String },
+    #[error("method {method:?} never creates a transaction (ACK, CANCEL are matched)")]
+    NotTransactional { method: String },
+    #[error("transaction {0:?} no longer exists")]
+    Stale(TxnId),
+}
+
+/// A response matched to a branch of ours.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResponseMatch {
+    pub txn: TxnId,
+    pub branch: BranchIdx,
+    /// The response is for the CANCEL we sent on that branch (CSeq method CANCEL).
+    pub cancel: bool,
+}
+
+impl ResponseMatch {
+    /// The event to feed to the matched transaction.
+    pub fn into_event<M>(self, status: u16, msg: M) -> Event<M> {
+        if self.cancel {
+            Event::CancelResponse {
+                branch: self.branch,
+                status,
+            }
+        } else {
+            Event::Response {
+                branch: self.branch,
+                status,
+                msg,
+            }
+        }
+    }
+}
+
+struct Slot<M> {
+    generation: u32,
+    live: Option<(ProxyTxn<M>, Box<[u8]>)>,
+    /// Branch storage of the slot's previous transaction, reused by the next one.
+    spare: Vec<Branch<M>>,
+}
+
+/// One shard's transactions. See the module doc for matching and branch ids.
+pub struct TxnTable<M> {
+    shard: u16,
+    secret: u64,
+    cfg: TmConfig,
+    capacity: u32,
+    slots: Vec<Slot<M>>,
+    free: Vec<u32>,
+    live: usize,
+    by_key: HashMap<Box<[u8]>, TxnId>,
+    scratch: Vec<u8>,
+}
+
+/// §17.2.3 key: branch, sent-by (host lower-cased), method with ACK and CANCEL mapped to
+/// INVITE (CANCEL finds the INVITE it cancels, §9.2).
+fn build_key(
+    scratch: &mut Vec<u8>,
+    branch: &str,
+    sent_by: &str,
+    method: &str,
+) -> Result<(), TableError> {
+    if !has_magic_cookie(branch) {
+        return Err(TableError::NoMagicCookie {
+            branch: branch.to_owned(),
+        });
+    }
+    let method = match method {
+        "ACK" | "CANCEL" => "INVITE",
+        m => m,
+    };
+    scratch.clear();
+    scratch.extend_from_slice(branch.as_bytes());
+    scratch.push(0);
+    scratch.extend(sent_by.bytes().map(|c| c.to_ascii_lowercase()));
+    scratch.push(0);
+    scratch.extend_from_slice(method.as_bytes());
+    Ok(())
+}
+
+impl<M: Clone> TxnTable<M> {
+    /// An empty table for `shard` holding at most `capacity` transactions. `secret` keys
+    /// the branch-id check: pick it at random at process start.
+    pub fn new(shard: u16, capacity: u32, secret: u64, cfg: TmConfig) -> Result<Self, ConfigError> {
+        cfg.validate()?;
+        Ok(TxnTable {
+            shard,
+            secret,
+            cfg,
+            capacity,
+            slots: Vec::new(),
+            free: Vec::new(),
+            live: 0,
+            by_key: HashMap::new(),
+            scratch: Vec::with_capacity(128),
+        })
+    }
+
+    pub fn shard(&self) -> u16 {
+        self.shard
+    }
+
+    pub fn config(&self) -> &TmConfig {
+        &self.cfg
+    }
+
+    pub fn len(&self) -> usize {
+        self.live
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+
+    pub fn capacity(&self) -> u32 {
+        self.capacity
+    }
+
+    /// Find the server transaction a request belongs to (§17.2.3; ACK and CANCEL find
+    /// their INVITE). `sent_by` is the top Via's host:port, port defaulted by the caller.
+    /// The caller turns a match into `Event::RequestRetransmit`, `Ack` or `Cancel`.
+    pub fn match_request(
+        &mut self,
+        branch: &str,
+        sent_by: &str,
+        method: &str,
+    ) -> Result<Option<TxnId>, TableError> {
+        build_key(&mut self.scratch, branch, sent_by, method)?;
+        Ok(self.by_key.get(self.scratch.as_slice()).copied())
+    }
+
+    /// Create the proxy transaction for a new request (not ACK, not CANCEL). Emits what
+    /// `ProxyTxn::new` emits (100 Trying for INVITE).
+    #[allow(clippy::too_many_arguments)]
+    pub fn insert(
+        &mut self,
+        branch: &str,
+        sent_by: &str,
+        method: &str,
+        request: M,
+        upstream_reliable: bool,
+        now: Instant,
+        out: &mut Vec<Action<M>>,
+    ) -> Result<TxnId, TableError> {
+        if method == "ACK" || method == "CANCEL" {
+            return Err(TableError::NotTransactional {
+                method: method.to_owned(),
+            });
+        }
+        build_key(&mut self.scratch, branch, sent_by, method)?;
+        if self.by_key.contains_key(self.scratch.as_slice()) {
+            return Err(TableError::Duplicate {
+                branch: branch.to_owned(),
+                sent_by: sent_by.to_owned(),
+            });
+        }
+        if self.live >= self.capacity as usize {
+            return Err(TableError::Full {
+                capacity: self.capacity,
+            });
+        }
+        let index = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                let i = u32::try_from(self.slots.len()).map_err(|_| TableError::Full {
+                    capacity: self.capacity,
+                })?;
+                self.slots.push(Slot {
+                    generation: 0,
+                    live: None,
+                    spare: Vec::new(),
+                });
+                i
+            }
+        };
+        let Some(slot) = self.slots.get_mut(index as usize) else {
+            return Err(TableError::Full {
+                capacity: self.capacity,
+            });
+        };
+        let id = TxnId {
+            index,
+            generation: slot.generation,
+        };
+        let kind = if method == "INVITE" {
+            TxnKind::Invite
+        } else {
+            TxnKind::NonInvite
+        };
+        let storage = std::mem::take(&mut slot.spare);
+        let txn = ProxyTxn::new_in(
+            storage,
+            kind,
+            request,
+            upstream_reliable,
+            &self.cfg,
+            now,
+            out,
+        );
+        let key: Box<[u8]> = self.scratch.as_slice().into();
+        self.by_key.insert(key.clone(), id);
+        slot.live = Some((txn, key));
+        self.live += 1;
+        Ok(id)
+    }
+
+    pub fn get(&self, id: TxnId) -> Option<&ProxyTxn<M>> {
+        let slot = self.slots.get(id.index as usize)?;
+        if slot.generation != id.generation {
+            return None;
+        }
+        slot.live.as_ref().map(|(t, _)| t)
+    }
+
+    /// For the core's calls: `add_branch`, `reply`, `set_on_failure`,
+    /// `failure_route_done`. On `Action::Terminated` call [`TxnTable::remove`].
+    pub fn get_mut(&mut self, id: TxnId) -> Option<&mut ProxyTxn<M>> {
+        let slot = self.slots.get_mut(id.index as usize)?;
+        if slot.generation != id.generation {
+            return None;
+        }
+        slot.live.as_mut().map(|(t, _)| t)
+    }
+
+    /// Feed `event` to transaction `id`.
+    pub fn handle(
+        &mut self,
+        id: TxnId,
+        event: Event<M>,
+        now: Instant,
+        out: &mut Vec<Action<M>>,
+    ) -> Result<(), TableError> {
+        let txn = self.get_mut(id).ok_or(TableError::Stale(id))?;
+        txn.handle(event, now, out);
+        Ok(())
+    }
+
+    /// Drop transaction `id` (after its `Action::Terminated`, or at shutdown); its slot
+    /// and branch storage are reused. False if `id` was not live.
+    pub fn remove(&mut self, id: TxnId) -> bool {
+        let Some(slot) = self.slots.get_mut(id.index as usize) else {
+            return false;
+        };
+        if slot.generation != id.generation {
+            return false;
+        }
+        let Some((txn, key)) = slot.live.take() else {
+            return false;
+        };
+        slot.spare = txn.into_storage();
+        slot.generation = slot.generation.wrapping_add(1);
+        self.by_key.remove(&key);
+        self.free.push(id.index);
+        self.live -= 1;
+        true
+    }
+
+    /// The branch id to put in our Via for `branch` of `id`.
+    pub fn branch_id(&self, id: TxnId, branch: BranchIdx) -> BranchId {
+        encode_branch(
+            self.secret,
+            &BranchParts {
+                shard: self.shard,
+                txn: id,
+                branch,
+            },
+        )
+    }
+
+    /// Match a response by its top Via branch and CSeq method (§17.1.3).
+    pub fn match_response(&self, branch: &str, cseq_method: &str) -> Option<ResponseMatch> {
+        let parts = decode_branch(self.secret, branch)?;
+        if parts.shard != self.shard {
+            return None;
+        }
+        let txn = self.get(parts.txn)?;
+        if usize::from(parts.branch.0) >= txn.branch_count() {
+            return None;
+        }
+        let invite = txn.kind() == TxnKind::Invite;
+        let cancel = match cseq_method {
+            "CANCEL" if invite => true,
+            "INVITE" if invite => false,
+            "INVITE" | "CANCEL" | "ACK" => return None,
+            _ if invite => return None,
+            _ => false,
+        };
+        Some(ResponseMatch {
+            txn: parts.txn,
+            branch: parts.branch,
+            cancel,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn branch_round_trip_and_shard() {
+        let p = BranchParts {
+            shard: 0x1f,
+            txn: TxnId {
+                index: 77,
+                generation: 3,
+            },
+            branch: BranchIdx(11),
+        };
+        let id = encode_branch(42, &p);
+        assert!(id.as_str().starts_with("z9hG4bKrs001f"));
+        assert_eq!(id.as_str().len(), BRANCH_ID_LEN);
+        assert_eq!(shard_of_branch(id.as_str()), Some(0x1f));
+        assert_eq!(decode_branch(42, id.as_str()), Some(p));
+        assert_eq!(decode_branch(43, id.as_str()), None, "other secret");
+        let mut bad = id.as_str().to_owned();
+        bad.replace_range(20..21, if &bad[20..21] == "0" { "1" } else { "0" });
+        assert_eq!(decode_branch(42, &bad), None, "tampered");
+        assert_eq!(shard_of_branch("z9hG4bK776asdhds"), None);
+        assert_eq!(shard_of_branch(""), None);
+        assert_eq!(shard_of_branch("z9hG4bKrsZZZZ0000004d00000003"), None);
+    }
+
+    fn table(capacity: u32) -> TxnTable<u32> {
+        TxnTable::new(3, capacity, 99, TmConfig::default()).unwrap()
+    }
+
+    #[test]
+    fn server_matching_maps_ack_and_cancel_to_invite() {
+        let mut t = table(4);
+        let now = Instant::now();
+        let mut out = Vec::new();
+        let id = t
+            .insert(
+                "z9hG4bKa1",
+                "Host.example:5060",
+                "INVITE",
+                1,
+                false,
+                now,
+                &mut out,
+            )
+            .unwrap();
+        assert!(matches!(out[0], Action::SendResponse { .. }), "100 Trying");
+        for m in ["INVITE", "ACK", "CANCEL"] {
+            assert_eq!(
+                t.match_request("z9hG4bKa1", "host.example:5060", m),
+                Ok(Some(id))
+            );
+        }
+        assert_eq!(t.match_request("z9hG4bKa1", "other:5060", "ACK"), Ok(None));
+        assert_eq!(
+            t.match_request("z9hG4bKa2", "host.example:5060", "ACK"),
+            Ok(None)
+        );
+        assert_eq!(
+            t.match_request("z9hG4bKa1", "host.example:5060", "BYE"),
+            Ok(None)
+        );
+        assert!(matches!(
+            t.match_request("abc", "h:5060", "INVITE"),
+            Err(TableError::NoMagicCookie { .. })
+        ));
+        assert!(matches!(
+            t.insert(
+                "z9hG4bKa1",
+                "host.example:5060",
+                "INVITE",
+                1,
+                false,
+                now,
+                &mut out
+            ),
+            Err(TableError::Duplicate { .. })
+        ));
+        assert!(matches!(
+            t.insert("z9hG4bKa9", "h:5060", "ACK", 1, false, now, &mut out),
+            Err(TableError::NotTransactional { .. })
+        ));
+    }
+
+    #[test]
+    fn capacity_is_bounded_and_slots_are_reused_with_new_generation() {
+        let mut t = table(2);
+        let now = Instant::now();
+        let mut out = Vec::new();
+        let a = t
+            .insert("z9hG4bK1", "h:1", "OPTIONS", 1, false, now, &mut out)
+            .unwrap();
+        let _b = t
+            .insert("z9hG4bK2", "h:1", "OPTIONS", 2, false, now, &mut out)
+            .unwrap();
+        assert_eq!(
+            t.insert("z9hG4bK3", "h:1", "OPTIONS", 3, false, now, &mut out),
+            Err(TableError::Full { capacity: 2 })
+        );
+        assert!(t.remove(a));
+        assert!(!t.remove(a));
+        assert_eq!(t.match_request("z9hG4bK1", "h:1", "OPTIONS"), Ok(None));
+        let c = t
+            .insert("z9hG4bK3", "h:1", "OPTIONS", 3, false, now, &mut out)
+            .unwrap();
+        assert_eq!(c.index, a.index);
+        assert_ne!(c.generation, a.generation);
+        assert!(t.get(a).is_none());
+        assert_eq!(t.len(), 2);
+    }
+
+    #[test]
+    fn response_matching_uses_branch_and_cseq_method() {
+        let mut t = table(4);
+        let now = Instant::now();
+        let mut out = Vec::new();
+        let id = t
+            .insert("z9hG4bKx", "h:1", "INVITE", 1, false, now, &mut out)
+            .unwrap();
+        let b = t
+            .get_mut(id)
+            .unwrap()
+            .add_branch(5, false, now, &mut out)
+            .unwrap();
+        let bid = t.branch_id(id, b);
+        assert_eq!(
+            t.match_response(bid.as_str(), "INVITE"),
+            Some(ResponseMatch {
+                txn: id,
+                branch: b,
+                cancel: false
+            })
+        );
+        assert_eq!(
+            t.match_response(bid.as_str(), "CANCEL"),
+            Some(ResponseMatch {
+                txn: id,
+                branch: b,
+                cancel: true
+            })
+        );
+        assert_eq!(t.match_response(bid.as_str(), "BYE"), None);
+        assert_eq!(
+            t.match_response(t.branch_id(id, BranchIdx(1)).as_str(), "INVITE"),
+            None
+        );
+        let other = TxnTable::<u32>::new(4, 4, 99, TmConfig::default()).unwrap();
+        assert_eq!(
+            other.match_response(bid.as_str(), "INVITE"),
+            None,
+            "other shard"
+        );
+        t.remove(id);
+        assert_eq!(t.match_response(bid.as_str(), "INVITE"), None, "stale");
+    }
+}

@@ -1,0 +1,592 @@
+//! `async()` and `launch()` through a real `ringsip` process: SQL against the local
+//! MariaDB and PostgreSQL, HTTP against a server in the test, real child processes, and
+//! timers — checking the resume route, `$rc`, output variables, and that the (single)
+//! shard keeps serving other requests while operations are pending.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{token, Proxy, Req, Ua};
+
+const MODULES: &str = r#"
+socket=udp:127.0.0.1:{{PORT}}
+log_level=3
+loadmodule "tm.so"
+loadmodule "sl.so"
+loadmodule "signaling.so"
+loadmodule "sipmsgops.so"
+loadmodule "avpops.so"
+loadmodule "sqlops.so"
+loadmodule "rest_client.so"
+loadmodule "exec.so"
+loadmodule "cfgutils.so"
+"#;
+
+fn mysql(sql: &str) {
+    let out = Command::new("mariadb")
+        .args(["-h", "127.0.0.1", "-u", "root", "test", "-e", sql])
+        .output()
+        .expect("run mariadb client");
+    assert!(
+        out.status.success(),
+        "{sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn psql(sql: &str) {
+    let out = Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            "test",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            sql,
+        ])
+        .output()
+        .expect("run psql");
+    assert!(
+        out.status.success(),
+        "{sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A users table with (uid, credit) rows on the given backend; dropped on drop.
+struct Users {
+    table: String,
+    pg: bool,
+}
+
+impl Users {
+    fn create(pg: bool) -> Users {
+        let table = token("users_");
+        let create = format!("CREATE TABLE {table} (uid VARCHAR(64), credit INT)");
+        let insert =
+            format!("INSERT INTO {table} VALUES ('alice', 42), ('bob', 7), ('carol', NULL)");
+        if pg {
+            psql(&create);
+            psql(&insert);
+        } else {
+            mysql(&create);
+            mysql(&insert);
+        }
+        Users { table, pg }
+    }
+
+    fn url(&self) -> &'static str {
+        if self.pg {
+            "postgres://postgres@127.0.0.1:5432/test"
+        } else {
+            "mysql://root@127.0.0.1:3306/test"
+        }
+    }
+}
+
+impl Drop for Users {
+    fn drop(&mut self) {
+        let sql = format!("DROP TABLE IF EXISTS {}", self.table);
+        if self.pg {
+            psql(&sql);
+        } else {
+            mysql(&sql);
+        }
+    }
+}
+
+/// The OpenSIPS manual's example, with the uid taken from the From user first and a reply
+/// added to the resume route so the UAC sees the outcome.
+fn credit_script(users: &Users) -> String {
+    format!(
+        r#"{MODULES}
+modparam("avpops", "db_url", "{url}")
+modparam("avpops", "query_timeout", 2000)
+route {{
+    if (is_method("OPTIONS")) {{ sl_send_reply(200, "fast path"); exit; }}
+    $avp(uid) = $fU;
+    async(avp_db_query("SELECT credit FROM {table} WHERE uid='$avp(uid)'", "$avp(credit)"), resume_credit);
+}}
+route [resume_credit] {{
+    # $rc is the query's until the next function call (xlog sets it again).
+    $avp(rc) = $rc;
+    if ($rc < 0) {{ xlog("error $rc in avp_db_query()\n"); t_reply(500, "rc $avp(rc)"); exit; }}
+    xlog("Credit of user $avp(uid) is $avp(credit)\n");
+    t_reply(200, "credit $avp(credit)");
+}}
+"#,
+        url = users.url(),
+        table = users.table
+    )
+}
+
+/// Sends an INVITE whose From user is `user` and returns the final response.
+fn call(uac: &Ua, proxy: &Proxy, user: &str) -> common::SipMsg {
+    let req = Req::new("INVITE", "sip:service@127.0.0.1:9");
+    let text = req
+        .render(uac.addr)
+        .replace("sip:alice@", &format!("sip:{user}@"));
+    uac.send(&text, proxy.addr);
+    let (m, _) = uac
+        .recv_match(Duration::from_secs(6), |m| {
+            m.call_id() == req.call_id && m.status() >= 200
+        })
+        .expect("a final response");
+    m
+}
+
+fn credit_lookup(pg: bool) {
+    let users = Users::create(pg);
+    let proxy = Proxy::start(&credit_script(&users), 1, &[]);
+    let uac = Ua::new();
+    let r = call(&uac, &proxy, "alice");
+    assert_eq!(
+        (r.status(), r.start.as_str()),
+        (200, "SIP/2.0 200 credit 42")
+    );
+    assert!(proxy.saw_log("Credit of user alice is 42", Duration::from_secs(2)));
+    // No rows: $rc = -2.
+    let r = call(&uac, &proxy, "nobody");
+    assert_eq!(r.start, "SIP/2.0 500 rc -2");
+    // NULL comes back as OpenSIPS's "<null>".
+    let r = call(&uac, &proxy, "carol");
+    assert_eq!(r.start, "SIP/2.0 200 credit <null>");
+    assert_in_flight_zero(&proxy);
+}
+
+/// Every async operation started was delivered (DESIGN.md: nothing leaks).
+fn assert_in_flight_zero(proxy: &Proxy) {
+    // Snapshots are published every 100 ms: wait for one that saw the operations.
+    let started = proxy.wait_metric("ringsip_async_started", Duration::from_secs(3), |v| v > 0);
+    assert!(started.unwrap_or(0) > 0, "no async operation was counted");
+    let v = proxy.wait_metric("ringsip_async_in_flight", Duration::from_secs(3), |v| {
+        v == 0
+    });
+    assert_eq!(v, Some(0), "async operations still in flight");
+}
+
+#[test]
+fn manual_example_on_mariadb() {
+    credit_lookup(false);
+}
+
+#[test]
+fn manual_example_on_postgres() {
+    credit_lookup(true);
+}
+
+#[test]
+fn the_verbatim_manual_example_runs_unchanged() {
+    let users = Users::create(false);
+    let script = format!(
+        r#"{MODULES}
+modparam("avpops", "db_url", "{url}")
+route {{
+    async(avp_db_query("SELECT credit FROM {table} WHERE uid='$avp(uid)'", "$avp(credit)"), resume_credit);
+}}
+route [resume_credit] {{
+    if ($rc < 0) {{ xlog("error $rc in avp_db_query()\n"); exit; }}
+    xlog("Credit of user $avp(uid) is $avp(credit)\n");
+}}
+"#,
+        url = users.url(),
+        table = users.table
+    );
+    let proxy = Proxy::start(&script, 1, &[]);
+    let uac = Ua::new();
+    uac.send(
+        &Req::new("INVITE", "sip:x@127.0.0.1:9").render(uac.addr),
+        proxy.addr,
+    );
+    // $avp(uid) is unset, so no user matches: $rc is -2, as OpenSIPS gives.
+    assert!(proxy.saw_log("error -2 in avp_db_query()", Duration::from_secs(3)));
+}
+
+#[test]
+fn multi_row_results_stack_avps_and_sql_errors_are_negative() {
+    let users = Users::create(false);
+    let script = format!(
+        r#"{MODULES}
+modparam("sqlops", "db_url", "{url}")
+route {{
+    if ($fU == "bad") {{
+        async(sql_query("SELECT nosuchcolumn FROM {table}", "$avp(c)"), done);
+    }}
+    async(sql_query("SELECT uid, credit FROM {table} WHERE credit IS NOT NULL ORDER BY uid", "$avp(u);$avp(c)"), done);
+}}
+route [done] {{
+    if ($rc < 0) {{ t_reply(500, "rc $rc"); exit; }}
+    t_reply(200, "$(avp(u)[0]) $(avp(c)[0]) $(avp(u)[1]) $(avp(c)[1])");
+}}
+"#,
+        url = users.url(),
+        table = users.table
+    );
+    let proxy = Proxy::start(&script, 1, &[]);
+    let uac = Ua::new();
+    let r = call(&uac, &proxy, "anyone");
+    assert_eq!(r.start, "SIP/2.0 200 alice 42 bob 7");
+    let r = call(&uac, &proxy, "bad");
+    assert_eq!(r.start, "SIP/2.0 500 rc -1");
+}
+
+#[test]
+fn parameterized_query_resists_injection() {
+    let users = Users::create(true);
+    let script = format!(
+        r#"{MODULES}
+modparam("sqlops", "db_url", "{url}")
+route {{
+    async(sql_query_params("SELECT credit FROM {table} WHERE uid=?", "$avp(c)", "$fU"), done);
+}}
+route [done] {{
+    t_reply(200, "rc $rc credit $avp(c)");
+}}
+"#,
+        url = users.url(),
+        table = users.table
+    );
+    let proxy = Proxy::start(&script, 1, &[]);
+    let uac = Ua::new();
+    assert_eq!(call(&uac, &proxy, "bob").start, "SIP/2.0 200 rc 1 credit 7");
+    // A From user that would be an injection in the plain form matches nothing here.
+    let r = call(&uac, &proxy, "x'%20OR%20'1'='1");
+    assert!(r.start.starts_with("SIP/2.0 200 rc -2"), "{}", r.start);
+}
+
+#[test]
+fn a_dead_database_fails_fast_with_a_negative_rc() {
+    let dead = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = dead.local_addr().expect("addr").port();
+    drop(dead);
+    let script = format!(
+        r#"{MODULES}
+modparam("avpops", "db_url", "mysql://root@127.0.0.1:{port}/test")
+modparam("avpops", "connect_timeout", 300)
+route {{
+    async(avp_db_query("SELECT 1", "$avp(x)"), done);
+}}
+route [done] {{
+    t_reply(503, "db rc $rc");
+}}
+"#
+    );
+    let proxy = Proxy::start(&script, 1, &[]);
+    let uac = Ua::new();
+    for _ in 0..3 {
+        let t = Instant::now();
+        let r = call(&uac, &proxy, "x");
+        assert_eq!(r.start, "SIP/2.0 503 db rc -1");
+        assert!(t.elapsed() < Duration::from_secs(2));
+    }
+    assert_in_flight_zero(&proxy);
+}
+
+#[test]
+fn a_slow_query_does_not_hold_up_other_calls_on_the_same_shard() {
+    let users = Users::create(false);
+    let script = format!(
+        r#"{MODULES}
+modparam("avpops", "db_url", "{url}")
+route {{
+    if (is_method("OPTIONS")) {{ sl_send_reply(200, "fast"); exit; }}
+    async(avp_db_query("SELECT SLEEP(0.5)", "$avp(x)"), done);
+}}
+route [done] {{
+    t_reply(200, "slow done");
+}}
+"#,
+        url = users.url()
+    );
+    let proxy = Proxy::start(&script, 1, &[]);
+    let (slow, fast) = (Ua::new(), Ua::new());
+    let inv = Req::new("INVITE", "sip:x@127.0.0.1:9");
+    slow.send(&inv.render(slow.addr), proxy.addr);
+    std::thread::sleep(Duration::from_millis(50));
+    // While the query sleeps, OPTIONS are answered at once by the same single shard.
+    for _ in 0..20 {
+        let o = Req::new("OPTIONS", "sip:x@127.0.0.1:9");
+        fast.send(&o.render(fast.addr), proxy.addr);
+        fast.expect_status(&o.call_id, "OPTIONS", 200);
+    }
+    // ...and the INVITE is still waiting for its query.
+    assert!(slow
+        .recv_match(Duration::from_millis(10), |m| m.status() >= 200)
+        .is_none());
+    let (r, _) = slow
+        .recv_match(Duration::from_secs(3), |m| m.status() >= 200)
+        .expect("the slow call completes");
+    assert_eq!(r.start, "SIP/2.0 200 slow done");
+}
+
+#[test]
+fn cancel_while_suspended_still_runs_the_resume_route_once() {
+    let script = format!(
+        r#"{MODULES}
+route {{
+    if (is_method("CANCEL")) {{ exit; }}
+    async(usleep(400000), done);
+}}
+route [done] {{
+    xlog("resumed rc=$rc\n");
+    if (!t_relay()) {{ xlog("relay after cancel failed\n"); }}
+}}
+"#
+    );
+    let proxy = Proxy::start(&script, 1, &[]);
+    let uac = Ua::new();
+    let inv = Req::new("INVITE", "sip:x@127.0.0.1:9");
+    uac.send(&inv.render(uac.addr), proxy.addr);
+    uac.expect_status(&inv.call_id, "INVITE", 100);
+    let mut cancel = Req::new("CANCEL", inv.ruri.clone());
+    cancel.call_id = inv.call_id.clone();
+    cancel.from_tag = inv.from_tag.clone();
+    cancel.branch = inv.branch.clone();
+    uac.send(&cancel.render(uac.addr), proxy.addr);
+    uac.expect_status(&inv.call_id, "CANCEL", 200);
+    uac.expect_status(&inv.call_id, "INVITE", 487);
+    assert!(proxy.saw_log("resumed rc=1", Duration::from_secs(2)));
+    assert!(proxy.saw_log("relay after cancel failed", Duration::from_secs(1)));
+    assert_in_flight_zero(&proxy);
+}
+
+/// A one-connection-at-a-time HTTP server answering each request with `body` after
+/// `delay`.
+fn http_server(body: &'static str, delay: Duration) -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind http");
+    let port = l.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for conn in l.incoming().take(64) {
+            let Ok(mut c) = conn else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
+            let _ = c.read(&mut buf);
+            std::thread::sleep(delay);
+            let resp = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = c.write_all(resp.as_bytes());
+        }
+    });
+    port
+}
+
+#[test]
+fn rest_get_fills_the_body_and_a_slow_server_times_out() {
+    let ok = http_server("{\"credit\":42}", Duration::ZERO);
+    let slow = http_server("{}", Duration::from_secs(3));
+    let script = format!(
+        r#"{MODULES}
+modparam("rest_client", "curl_timeout", 1)
+route {{
+    if ($fU == "slow") {{
+        async(rest_get("http://127.0.0.1:{slow}/x", "$var(body)", "$var(ct)", "$var(code)"), done);
+    }}
+    async(rest_get("http://127.0.0.1:{ok}/credit", "$avp(body)", "$avp(ct)", "$avp(code)"), done);
+}}
+route [done] {{
+    t_reply(200, "rc $rc code $avp(code) $avp(body)");
+}}
+"#
+    );
+    let proxy = Proxy::start(&script, 1, &[]);
+    let uac = Ua::new();
+    let r = call(&uac, &proxy, "alice");
+    assert_eq!(r.start, "SIP/2.0 200 rc 1 code 200 {\"credit\":42}");
+    let t = Instant::now();
+    let r = call(&uac, &proxy, "slow");
+    assert!(r.start.starts_with("SIP/2.0 200 rc -3"), "{}", r.start);
+    assert!(t.elapsed() < Duration::from_millis(2500));
+    assert_in_flight_zero(&proxy);
+}
+
+#[test]
+fn exec_output_and_a_hung_command_is_killed() {
+    let script = format!(
+        r#"{MODULES}
+modparam("exec", "time_to_kill", 1)
+route {{
+    if ($fU == "hang") {{
+        async(exec("sleep 30"), done);
+    }}
+    async(exec("tr a-z A-Z", "hello $fU", "$avp(out)"), done);
+}}
+route [done] {{
+    t_reply(200, "rc $rc out $avp(out)");
+}}
+"#
+    );
+    let proxy = Proxy::start(&script, 1, &[]);
+    let uac = Ua::new();
+    let r = call(&uac, &proxy, "bob");
+    assert_eq!(r.start, "SIP/2.0 200 rc 1 out HELLO BOB");
+    let t = Instant::now();
+    let r = call(&uac, &proxy, "hang");
+    assert!(r.start.starts_with("SIP/2.0 200 rc -2"), "{}", r.start);
+    assert!(t.elapsed() < Duration::from_secs(4));
+    assert_in_flight_zero(&proxy);
+}
+
+#[test]
+fn exec_exports_the_env_avp_as_osips_exec_variables() {
+    let script = format!(
+        r#"{MODULES}
+route {{
+    $avp(env) = "first";
+    $avp(env) = "second";
+    async(exec("printenv OSIPS_EXEC_0 OSIPS_EXEC_1 | tr '\n' ' '", , "$avp(out)", , "$avp(env)"), done);
+}}
+route [done] {{
+    t_reply(200, "rc $rc out $avp(out)");
+}}
+"#
+    );
+    let proxy = Proxy::start(&script, 1, &[]);
+    let uac = Ua::new();
+    let r = call(&uac, &proxy, "x");
+    assert_eq!(r.start.trim_end(), "SIP/2.0 200 rc 1 out second first");
+    assert_in_flight_zero(&proxy);
+}
+
+#[test]
+fn launch_runs_detached_and_reports() {
+    let script = format!(
+        r#"{MODULES}
+route {{
+    launch(exec("echo launched"), report);
+    sl_send_reply(202, "launched");
+}}
+route [report] {{
+    xlog("report rc=$rc\n");
+}}
+"#
+    );
+    let proxy = Proxy::start(&script, 1, &[]);
+    let uac = Ua::new();
+    let r = call(&uac, &proxy, "x");
+    assert_eq!(r.status(), 202);
+    assert!(proxy.saw_log("report rc=1", Duration::from_secs(3)));
+    assert_in_flight_zero(&proxy);
+}
+
+#[test]
+fn async_in_a_failure_route_resumes_and_can_reroute() {
+    let (uac, uas1, uas2) = (Ua::new(), Ua::new(), Ua::new());
+    let script = format!(
+        r#"{MODULES}
+route {{
+    t_on_failure("missed");
+    t_relay();
+}}
+failure_route[missed] {{
+    async(usleep(100000), retry);
+}}
+route[retry] {{
+    xlog("failure resume rc=$rc status=$rs\n");
+    $ru = "sip:bob@{uas2}";
+    t_relay();
+}}
+"#,
+        uas2 = uas2.addr
+    );
+    let proxy = Proxy::start(&script, 1, &[]);
+    let inv = Req::new("INVITE", format!("sip:bob@{}", uas1.addr));
+    uac.send(&inv.render(uac.addr), proxy.addr);
+    let (i1, f1) = uas1.expect_request(&inv.call_id, "INVITE");
+    uas1.send(&common::reply(&i1, 486, "Busy Here", Some("b1"), None), f1);
+    let (i2, f2) = uas2.expect_request(&inv.call_id, "INVITE");
+    uas2.send(
+        &common::reply(&i2, 200, "OK", Some("b2"), Some(uas2.addr)),
+        f2,
+    );
+    let ok = uac.expect_status(&inv.call_id, "INVITE", 200);
+    assert_eq!(ok.to_tag(), Some("b2"));
+    assert!(proxy.saw_log("failure resume rc=1 status=486", Duration::from_secs(1)));
+    assert_in_flight_zero(&proxy);
+}
+
+#[test]
+fn du_and_appended_branches_survive_a_suspension() {
+    let (uac, uas1, uas2) = (Ua::new(), Ua::new(), Ua::new());
+    let script = format!(
+        r#"{MODULES}
+route {{
+    $du = "sip:{uas1}";
+    append_branch("sip:carol@{uas2}");
+    async(usleep(50000), go);
+}}
+route[go] {{
+    t_relay();
+}}
+"#,
+        uas1 = uas1.addr,
+        uas2 = uas2.addr
+    );
+    let proxy = Proxy::start(&script, 1, &[]);
+    // The Request-URI points nowhere; $du and the appended branch carry the call.
+    let inv = Req::new("INVITE", "sip:bob@127.0.0.1:9");
+    uac.send(&inv.render(uac.addr), proxy.addr);
+    let (i1, _) = uas1.expect_request(&inv.call_id, "INVITE");
+    assert_eq!(
+        i1.ruri(),
+        "sip:bob@127.0.0.1:9",
+        "$du changes the destination only"
+    );
+    let (i2, _) = uas2.expect_request(&inv.call_id, "INVITE");
+    assert_eq!(i2.ruri(), format!("sip:carol@{}", uas2.addr));
+    assert_in_flight_zero(&proxy);
+}
+
+#[test]
+fn slow_http_exec_and_sleep_do_not_hold_up_other_calls_on_the_same_shard() {
+    let slow_http = http_server("{}", Duration::from_millis(600));
+    let script = format!(
+        r#"{MODULES}
+route {{
+    if (is_method("OPTIONS")) {{ sl_send_reply(200, "fast"); exit; }}
+    if ($fU == "http") {{ async(rest_get("http://127.0.0.1:{slow_http}/", "$avp(b)"), done); }}
+    if ($fU == "exec") {{ async(exec("sleep 0.6"), done); }}
+    async(usleep(600000), done);
+}}
+route [done] {{
+    t_reply(200, "slow $fU rc $rc");
+}}
+"#
+    );
+    let proxy = Proxy::start(&script, 1, &[]);
+    let fast = Ua::new();
+    for kind in ["http", "exec", "sleep"] {
+        let slow = Ua::new();
+        let inv = Req::new("INVITE", "sip:x@127.0.0.1:9");
+        let text = inv
+            .render(slow.addr)
+            .replace("sip:alice@", &format!("sip:{kind}@"));
+        slow.send(&text, proxy.addr);
+        std::thread::sleep(Duration::from_millis(50));
+        // While the operation runs, the single shard answers other requests at once.
+        for _ in 0..20 {
+            let o = Req::new("OPTIONS", "sip:x@127.0.0.1:9");
+            fast.send(&o.render(fast.addr), proxy.addr);
+            fast.expect_status(&o.call_id, "OPTIONS", 200);
+        }
+        assert!(
+            slow.recv_match(Duration::from_millis(10), |m| m.status() >= 200)
+                .is_none(),
+            "{kind}: the slow call must still be pending"
+        );
+        let (r, _) = slow
+            .recv_match(Duration::from_secs(3), |m| m.status() >= 200)
+            .expect("the slow call completes");
+        assert_eq!(r.start, format!("SIP/2.0 200 slow {kind} rc 1"), "{kind}");
+    }
+    assert_in_flight_zero(&proxy);
+}
