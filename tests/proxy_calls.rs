@@ -343,3 +343,54 @@ fn branch_route_edits_each_branch_and_drop_discards_one() {
     uas1.send(&reply(&inv, 200, "OK", Some("b"), Some(uas1.addr)), from);
     uac.expect_status(&invite.call_id, "INVITE", 200);
 }
+
+/// `modparam("tm", "wt_timer", N)`: an answered call's transactions (INVITE in Accepted,
+/// BYE in Completed) leave the table N seconds after their final response, not 32 s
+/// (RFC 6026 Timer L / RFC 3261 Timer J); a retransmitted BYE inside that window is still
+/// absorbed with the last response resent.
+#[test]
+fn ended_transactions_leave_the_table_after_wt_timer() {
+    let src = script("", "").replace(
+        "modparam(\"tm\", \"fr_timeout\", 2)",
+        "modparam(\"tm\", \"fr_timeout\", 2)\nmodparam(\"tm\", \"wt_timer\", 1)",
+    );
+    let proxy = Proxy::start(&src, 1, &[]);
+    let (uac, uas) = (Ua::new(), Ua::new());
+    let invite = Req::new("INVITE", format!("sip:bob@{}", uas.addr));
+    uac.send(&invite.render(uac.addr), proxy.addr);
+    uas_answer(&uas, &invite.call_id, 200);
+    let ok = uac.expect_status(&invite.call_id, "INVITE", 200);
+    let to_tag = ok.to_tag().expect("to tag").to_string();
+    let mut bye = Req::new("BYE", format!("sip:bob@{}", uas.addr));
+    bye.call_id = invite.call_id.clone();
+    bye.from_tag = invite.from_tag.clone();
+    bye.to_tag = Some(to_tag);
+    bye.cseq = 2;
+    bye.routes = vec![format!("<sip:{};lr>", proxy.addr)];
+    let bye_wire = bye.render(uac.addr);
+    uac.send(&bye_wire, proxy.addr);
+    let (got, from) = uas.expect_request(&invite.call_id, "BYE");
+    uas.send(&reply(&got, 200, "OK", None, None), from);
+    uac.expect_status(&invite.call_id, "BYE", 200);
+    let ended = Instant::now();
+
+    // Within wt_timer: both transactions are still there, and a retransmitted BYE is
+    // answered from the BYE transaction, not forwarded again.
+    let live = proxy.wait_metric("ringsip_transactions", within(500), |v| v == 2);
+    assert_eq!(live, Some(2));
+    uac.send(&bye_wire, proxy.addr);
+    uac.expect_status(&invite.call_id, "BYE", 200);
+    assert!(
+        uas.recv(within(300)).is_none(),
+        "the retransmitted BYE was absorbed"
+    );
+
+    // After wt_timer (1 s), the table is empty.
+    let left = proxy.wait_metric("ringsip_transactions", Duration::from_secs(4), |v| v == 0);
+    assert_eq!(left, Some(0), "transactions left after wt_timer");
+    let took = ended.elapsed();
+    assert!(
+        took < Duration::from_secs(3),
+        "ended transactions lingered {took:?} with wt_timer = 1 s"
+    );
+}

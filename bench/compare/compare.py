@@ -524,9 +524,12 @@ def search_max_rate(args, proxy: Proxy, workdir: Path, budget_end: float) -> dic
             f"(achieved {res['achieved_rate']:.0f}, failed {res['calls_failed']})")
         if ok:
             lo = rate
+            time.sleep(args.cooldown)
         else:
             hi = rate
-        time.sleep(args.cooldown)
+            # An overloaded probe leaves transactions behind in both proxies (they wait for
+            # wt_timer, 5 s in both); let them end before the next probe.
+            time.sleep(max(args.cooldown, args.overload_cooldown))
         if hi is None:
             if rate >= args.max_rate:
                 break
@@ -667,6 +670,9 @@ def parse_args(argv=None):
     p.add_argument("--max-probes", type=int, default=12)
     p.add_argument("--precision", type=float, default=0.05, help="relative width at which bisection stops")
     p.add_argument("--cooldown", type=float, default=2.0, help="seconds idle after each run")
+    p.add_argument("--overload-cooldown", type=float, default=8.0,
+                   help="seconds idle after a failed probe, so that the overload's transactions end "
+                        "(tm wt_timer is 5 s in ringsip and Kamailio)")
     p.add_argument("--cpu-rate", type=float, default=1000.0, help="fixed call rate of the CPU-per-call run")
     p.add_argument("--sweep", action="store_true", help="latency sweep mode (see --sweep-rates/--sweep-fractions)")
     p.add_argument("--sweep-rates", default="", help="comma list of offered rates; else fractions of a searched max")

@@ -136,7 +136,10 @@ fn tm_config(script: &Script) -> Result<TmConfig, StartError> {
             "fr_inv_timeout" => cfg.fr_inv_timer = Duration::from_secs(v),
             "T1_timer" => cfg.t1 = Duration::from_millis(v),
             "T2_timer" => cfg.t2 = Duration::from_millis(v),
-            _ => {}
+            "wt_timer" => cfg.wt_timer = Duration::from_secs(v),
+            other => tracing::warn!(
+                "modparam(\"tm\", \"{other}\") is accepted for compatibility and has no effect"
+            ),
         }
     }
     cfg.validate().map_err(|e| StartError::ModParam {

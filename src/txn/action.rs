@@ -45,15 +45,15 @@ pub enum TimerKind {
     G,
     /// INVITE server: wait for the ACK (64*T1).
     H,
-    /// INVITE server Confirmed: absorb ACK retransmissions (T4, unreliable only).
+    /// INVITE server Confirmed: absorb ACK retransmissions (T4 capped by `wt_timer`, unreliable only).
     I,
-    /// Non-INVITE server Completed: absorb request retransmissions (64*T1, unreliable).
+    /// Non-INVITE server Completed: absorb request retransmissions (`wt_timer`, unreliable).
     J,
-    /// Non-INVITE client Completed: absorb response retransmissions (T4, unreliable).
+    /// Non-INVITE client Completed: absorb response retransmissions (T4 capped by `wt_timer`, unreliable).
     K,
-    /// INVITE server Accepted state (RFC 6026 §7.1), 64*T1.
+    /// INVITE server Accepted state (RFC 6026 §7.1), `wt_timer`.
     L,
-    /// INVITE client Accepted state (RFC 6026 §7.2), 64*T1.
+    /// INVITE client Accepted state (RFC 6026 §7.2), `wt_timer`.
     M,
     /// OpenSIPS `fr_inv_timer`: longest ringing time of an INVITE branch.
     FrInv,

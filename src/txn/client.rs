@@ -131,7 +131,7 @@ impl<M: Clone> ClientInvite<M> {
                 self.timer_b.clear(self.id(TimerKind::B), out);
                 self.state = Accepted;
                 self.timer_m
-                    .arm(self.id(TimerKind::M), now + cfg.t1_x64(), out);
+                    .arm(self.id(TimerKind::M), now + cfg.wt_timer, out);
                 ClientOutcome::Success
             }
             (Calling | Proceeding, 3..=6) => {
@@ -146,7 +146,7 @@ impl<M: Clone> ClientInvite<M> {
                 } else {
                     self.state = Completed;
                     self.timer_d
-                        .arm(self.id(TimerKind::D), now + cfg.timer_d, out);
+                        .arm(self.id(TimerKind::D), now + cfg.wt_timer, out);
                 }
                 ClientOutcome::Final
             }
@@ -339,7 +339,8 @@ impl<M: Clone> ClientNonInvite<M> {
                     self.state = Terminated;
                 } else {
                     self.state = Completed;
-                    self.timer_k.arm(self.id(TimerKind::K), now + cfg.t4, out);
+                    self.timer_k
+                        .arm(self.id(TimerKind::K), now + cfg.linger_t4(), out);
                 }
                 ClientOutcome::Final
             }
@@ -503,7 +504,7 @@ mod tests {
             }
         );
         assert_eq!(c.state(), ClientInviteState::Completed);
-        assert_eq!(deadline(&out, TimerKind::D), Some(t0 + cfg.timer_d));
+        assert_eq!(deadline(&out, TimerKind::D), Some(t0 + cfg.wt_timer));
         out.clear();
         assert_eq!(
             c.on_response(486, &4, &cfg, t0, &mut out),
@@ -511,7 +512,7 @@ mod tests {
         );
         assert!(matches!(out[0], Action::SendAck { .. }));
         out.clear();
-        c.on_timer(TimerKind::D, t0 + cfg.timer_d, &cfg, &mut out);
+        c.on_timer(TimerKind::D, t0 + cfg.wt_timer, &cfg, &mut out);
         assert!(c.is_terminated());
     }
 
@@ -540,7 +541,7 @@ mod tests {
             ClientOutcome::Success
         );
         assert_eq!(c.state(), ClientInviteState::Accepted);
-        assert_eq!(deadline(&out, TimerKind::M), Some(t0 + cfg.t1_x64()));
+        assert_eq!(deadline(&out, TimerKind::M), Some(t0 + cfg.wt_timer));
         assert!(!out.iter().any(|a| matches!(a, Action::SendAck { .. })));
         out.clear();
         assert_eq!(
@@ -551,7 +552,7 @@ mod tests {
             c.on_response(180, &2, &cfg, t0, &mut out),
             ClientOutcome::Absorbed
         );
-        c.on_timer(TimerKind::M, t0 + cfg.t1_x64(), &cfg, &mut out);
+        c.on_timer(TimerKind::M, t0 + cfg.wt_timer, &cfg, &mut out);
         assert!(c.is_terminated());
     }
 
@@ -614,13 +615,13 @@ mod tests {
         out.clear();
         assert_eq!(c.on_response(200, &cfg, t0, &mut out), ClientOutcome::Final);
         assert_eq!(c.state(), ClientNonInviteState::Completed);
-        assert_eq!(deadline(&out, TimerKind::K), Some(t0 + cfg.t4));
+        assert_eq!(deadline(&out, TimerKind::K), Some(t0 + cfg.linger_t4()));
         assert_eq!(
             c.on_response(200, &cfg, t0, &mut out),
             ClientOutcome::Absorbed
         );
         out.clear();
-        c.on_timer(TimerKind::K, t0 + cfg.t4, &cfg, &mut out);
+        c.on_timer(TimerKind::K, t0 + cfg.linger_t4(), &cfg, &mut out);
         assert!(c.is_terminated());
     }
 

@@ -1,6 +1,6 @@
 //! `TmConfig`: the transaction layer's timer values and limits, named as RFC 3261 §17
-//! (T1, T2, T4, Timer C, Timer D) and the OpenSIPS `tm` module (`fr_timer`, `fr_inv_timer`)
-//! name them.
+//! (T1, T2, T4, Timer C) and the OpenSIPS `tm` module (`fr_timer`, `fr_inv_timer`,
+//! `wt_timer`) name them.
 //!
 //! Invariants (checked by [`TmConfig::validate`]): `0 < t1 <= t2`, every other duration is
 //! non-zero, every duration (and 64*T1) is at most [`MAX_TIMER`] so `now + timer` cannot
@@ -16,12 +16,13 @@ pub const MAX_TIMER: Duration = Duration::from_secs(24 * 3600);
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TmConfig {
     /// RTT estimate (RFC 3261 §17.1.1.1), default 500 ms. Timers A, E, G start at T1;
-    /// Timers B/F (RFC values), H, J, L, M last 64*T1.
+    /// Timers B/F (RFC values) and H last 64*T1.
     pub t1: Duration,
     /// Maximum retransmission interval for non-INVITE requests and INVITE responses,
     /// default 4 s.
     pub t2: Duration,
-    /// Maximum time a message stays in the network, default 5 s (Timers I and K).
+    /// Maximum time a message stays in the network, default 5 s (Timers I and K, capped by
+    /// `wt_timer`).
     pub t4: Duration,
     /// OpenSIPS `fr_timer`: how long a branch waits for a first response, default 5 s.
     /// Used as Timer B (INVITE client, no response yet) and Timer F (non-INVITE client).
@@ -34,9 +35,14 @@ pub struct TmConfig {
     /// for this long is given up (408 + CANCEL, §16.8). Restarted by every provisional
     /// (§16.7 step 2). Default 180 s (the RFC asks for more than 3 minutes).
     pub timer_c: Duration,
-    /// Timer D (RFC 3261 §17.1.1.2): wait for retransmitted non-2xx finals after sending
-    /// the ACK, at least 32 s on unreliable transports; zero on reliable ones.
-    pub timer_d: Duration,
+    /// OpenSIPS `wt_timer`: how long a transaction that has ended stays in the table to
+    /// absorb late retransmissions, default 5 s. Used for Timer D (INVITE client Completed,
+    /// RFC 3261 §17.1.1.2: at least 32 s), Timer J (non-INVITE server Completed, 64*T1) and
+    /// Timers L and M (INVITE server/client Accepted, RFC 6026 §7.1/§7.2: 64*T1). Set it to
+    /// 32 s (`modparam("tm", "wt_timer", 32)`) for the RFC values. Every call keeps two
+    /// transactions for this long, so it bounds the sustainable call rate at a given
+    /// table size: 32 s at 65 536 transactions per shard is ~1 000 calls/s per shard.
+    pub wt_timer: Duration,
     /// Most client branches one proxy transaction may have (OpenSIPS `MAX_BRANCHES`, 12).
     pub max_branches: u8,
 }
@@ -50,7 +56,7 @@ impl Default for TmConfig {
             fr_timer: Duration::from_secs(5),
             fr_inv_timer: Duration::from_secs(120),
             timer_c: Duration::from_secs(180),
-            timer_d: Duration::from_secs(32),
+            wt_timer: Duration::from_secs(5),
             max_branches: 12,
         }
     }
@@ -70,9 +76,15 @@ pub enum ConfigError {
 }
 
 impl TmConfig {
-    /// 64*T1: Timers H, J, L, M and the CANCEL guard of RFC 3261 §9.1.
+    /// 64*T1: Timer H and the CANCEL guard of RFC 3261 §9.1 (J, L, M use `wt_timer`).
     pub fn t1_x64(&self) -> Duration {
         self.t1.saturating_mul(64)
+    }
+
+    /// Timers I and K: T4 (RFC 3261 §17.1.2.2, §17.2.1), but never longer than `wt_timer`,
+    /// so an ended transaction lingers at most `wt_timer`.
+    pub fn linger_t4(&self) -> Duration {
+        self.t4.min(self.wt_timer)
     }
 
     /// Check the invariants listed in the module doc.
@@ -91,7 +103,7 @@ impl TmConfig {
             ("fr_timer", self.fr_timer),
             ("fr_inv_timer", self.fr_inv_timer),
             ("timer_c", self.timer_c),
-            ("timer_d", self.timer_d),
+            ("wt_timer", self.wt_timer),
         ] {
             if value > MAX_TIMER {
                 return Err(ConfigError::TooLong { name, value });
@@ -102,7 +114,7 @@ impl TmConfig {
             ("fr_timer", self.fr_timer),
             ("fr_inv_timer", self.fr_inv_timer),
             ("timer_c", self.timer_c),
-            ("timer_d", self.timer_d),
+            ("wt_timer", self.wt_timer),
         ] {
             if d.is_zero() {
                 return Err(ConfigError::ZeroTimer { name });
@@ -126,6 +138,7 @@ mod tests {
         assert_eq!(c.fr_timer, Duration::from_secs(5));
         assert_eq!(c.fr_inv_timer, Duration::from_secs(120));
         assert_eq!(c.t1_x64(), Duration::from_secs(32));
+        assert_eq!(c.wt_timer, Duration::from_secs(5));
     }
 
     #[test]

@@ -85,7 +85,9 @@
 //! # Semantics worth knowing
 //!
 //! - Timers B and F last `fr_timer` (5 s, OpenSIPS), not 64*T1; set `fr_timer = 64*t1`
-//!   for RFC values. `fr_inv_timer` counts from a branch's first provisional and is not
+//!   for RFC values. Timers D, J, L and M (an ended transaction absorbing retransmissions)
+//!   last `wt_timer` (5 s, OpenSIPS), not 32 s / 64*T1, and I and K (T4) never longer;
+//!   set `wt_timer = 32 s` for RFC values. `fr_inv_timer` counts from a branch's first provisional and is not
 //!   restarted; Timer C is restarted by every provisional. Either one expiring makes the
 //!   branch a 408 at once and CANCELs it (§16.8); the 487 that follows is ACKed and
 //!   absorbed.

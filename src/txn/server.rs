@@ -111,7 +111,7 @@ impl<M: Clone> ServerInvite<M> {
             (Proceeding, 1) => {}
             (Proceeding, 2) => {
                 self.state = Accepted;
-                self.timer_l.arm(sid(TimerKind::L), now + cfg.t1_x64(), out);
+                self.timer_l.arm(sid(TimerKind::L), now + cfg.wt_timer, out);
             }
             // RFC 6026 §7.1: further 2xx are sent while Accepted.
             (Accepted, 2) => {}
@@ -159,7 +159,8 @@ impl<M: Clone> ServerInvite<M> {
                     self.state = ServerInviteState::Terminated;
                 } else {
                     self.state = ServerInviteState::Confirmed;
-                    self.timer_i.arm(sid(TimerKind::I), now + cfg.t4, out);
+                    self.timer_i
+                        .arm(sid(TimerKind::I), now + cfg.linger_t4(), out);
                 }
                 true
             }
@@ -268,7 +269,7 @@ impl<M: Clone> ServerNonInvite<M> {
                     self.state = Terminated;
                 } else {
                     self.state = Completed;
-                    self.timer_j.arm(self.jid(), now + cfg.t1_x64(), out);
+                    self.timer_j.arm(self.jid(), now + cfg.wt_timer, out);
                 }
             }
             _ => {
@@ -403,7 +404,7 @@ mod tests {
         );
         assert!(s.on_ack(&cfg, at, &mut out), "ACK retransmission absorbed");
         out.clear();
-        s.on_timer(TimerKind::I, &cfg, at + cfg.t4, &mut out);
+        s.on_timer(TimerKind::I, &cfg, at + cfg.linger_t4(), &mut out);
         assert!(s.is_terminated());
     }
 
@@ -448,7 +449,7 @@ mod tests {
         s.send_response(local(200), &cfg, t0, &mut out).unwrap();
         assert!(s.send_response(local(486), &cfg, t0, &mut out).is_err());
         out.clear();
-        s.on_timer(TimerKind::L, &cfg, t0 + cfg.t1_x64(), &mut out);
+        s.on_timer(TimerKind::L, &cfg, t0 + cfg.wt_timer, &mut out);
         assert!(s.is_terminated());
     }
 
@@ -475,7 +476,7 @@ mod tests {
             }]
         );
         out.clear();
-        s.on_timer(TimerKind::J, t0 + cfg.t1_x64(), &mut out);
+        s.on_timer(TimerKind::J, t0 + cfg.wt_timer, &mut out);
         assert!(s.is_terminated());
     }
 
