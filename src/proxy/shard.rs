@@ -245,6 +245,9 @@ pub struct Core {
     actions: Vec<Action<Pkt>>,
     deferred: Vec<Deferred>,
     out: Vec<u8>,
+    /// Where locally generated replies are written: zeroed once, reused (clearing a 64 KiB
+    /// buffer per 100 Trying cost more instructions than the rest of the call).
+    reply_buf: Box<[u8]>,
     scratch: String,
     pub stats: ProxyStats,
     tag_seq: u64,
@@ -341,6 +344,7 @@ impl Shard {
                 actions: Vec::new(),
                 deferred: Vec::new(),
                 out: Vec::with_capacity(65536),
+                reply_buf: vec![0; crate::sip::message::MAX_MESSAGE_LEN].into_boxed_slice(),
                 scratch: String::with_capacity(256),
                 stats: ProxyStats::default(),
                 tag_seq: 0,
@@ -997,8 +1001,7 @@ impl Core {
         reason: &str,
         tag: &str,
     ) {
-        let mut buf = std::mem::take(&mut self.out);
-        buf.resize(65535, 0);
+        let mut buf = std::mem::take(&mut self.reply_buf);
         let spec = ReplySpec {
             code,
             reason: reason.as_bytes(),
@@ -1014,15 +1017,16 @@ impl Core {
             }
             Err(e) => tracing::debug!("cannot build a {code} reply: {e}"),
         }
-        buf.clear();
-        self.out = buf;
+        self.reply_buf = buf;
     }
 
     /// Builds a reply to the transaction's request with its To-tag (t_reply).
     pub fn txn_reply_pkt(&mut self, id: TxnId, code: u16, reason: &str) -> Option<Pkt> {
-        let mut buf = std::mem::take(&mut self.out);
-        buf.resize(65535, 0);
-        let ctx = self.ctx_mut(id)?;
+        let mut buf = std::mem::take(&mut self.reply_buf);
+        let Some(ctx) = self.ctx_mut(id) else {
+            self.reply_buf = buf;
+            return None;
+        };
         let spec = ReplySpec {
             code,
             reason: reason.as_bytes(),
@@ -1034,8 +1038,7 @@ impl Core {
             .ok()
             .and_then(|n| buf.get(..n))
             .map(Rc::from);
-        buf.clear();
-        self.out = buf;
+        self.reply_buf = buf;
         pkt
     }
 
