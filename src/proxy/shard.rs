@@ -339,8 +339,9 @@ impl Shard {
             core: Core {
                 id: shard_id,
                 listeners: Vec::new(),
+                // Reserved like the table's slots: never moved by growth (see TxnTable::new).
+                ctxs: Vec::with_capacity(table.capacity() as usize),
                 table,
-                ctxs: Vec::new(),
                 actions: Vec::new(),
                 deferred: Vec::new(),
                 out: Vec::with_capacity(65536),
