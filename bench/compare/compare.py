@@ -220,6 +220,13 @@ class RouteTable:
     def drop(self) -> None:
         self._sql(f"DROP TABLE IF EXISTS {self.name};")
 
+    def query_from(self, delay_ms: int) -> str:
+        """What the configs' queries select FROM: the table, joined with a one-row derived
+        table that sleeps `delay_ms` on the server (evaluated once per query) if asked."""
+        if delay_ms <= 0:
+            return self.name
+        return f"{self.name} JOIN (SELECT SLEEP({delay_ms / 1000:g}) AS ringsip_delay) AS ringsip_delay_t"
+
 
 # ---------------------------------------------------------------- proxies under test
 
@@ -230,6 +237,28 @@ class Proxy:
     def __init__(self, name: str, argv: list[str], log_path: Path, port: int, ready_line: str | None):
         self.name, self.argv, self.log_path, self.port, self.ready_line = name, argv, log_path, port, ready_line
         self.proc: subprocess.Popen | None = None
+        self.mgmt_port: int | None = None  # ringsip's --mgmt port, when sampled
+
+    def metrics(self) -> dict[str, float]:
+        """ringsip's /metrics, summed over label sets ({} if not sampled or unreachable)."""
+        if self.mgmt_port is None:
+            return {}
+        import urllib.request
+        try:
+            with urllib.request.urlopen(f"http://{LOCALHOST}:{self.mgmt_port}/metrics", timeout=1) as r:
+                text = r.read().decode()
+        except OSError:
+            return {}
+        out: dict[str, float] = {}
+        for line in text.splitlines():
+            if not line or line.startswith("#") or " " not in line:
+                continue
+            key, value = line.rsplit(" ", 1)
+            try:
+                out[key.split("{")[0]] = out.get(key.split("{")[0], 0.0) + float(value)
+            except ValueError:
+                pass
+        return out
 
     def start(self, timeout_s: float = 20.0) -> None:
         wait_port_free(self.port)
@@ -316,11 +345,13 @@ class Proxy:
             time.sleep(0.1)
 
 
-def render_ringsip_script(src: Path, dst: Path, port: int, table: str | None) -> None:
+def render_ringsip_script(src: Path, dst: Path, port: int, table: str | None, db_pool: int = 0) -> None:
     text = src.read_text()
     subs = [("socket=udp:127.0.0.1:5060", f"socket=udp:{LOCALHOST}:{port}")]
     if table is not None:
-        subs += [("ringsip_bench_route", table), (DB_URL, DB_URL)]
+        subs += [("FROM ringsip_bench_route", f"FROM {table}"), (DB_URL, DB_URL)]
+        if db_pool > 0:
+            subs += [('modparam("avpops", "pool_size", 4)', f'modparam("avpops", "pool_size", {db_pool})')]
     for old, new in subs:
         if old not in text:
             raise SetupError(f"{src}: expected the text '{old}' to substitute")
@@ -340,10 +371,16 @@ def make_proxy(name: str, scenario: str, args, workdir: Path, table: str | None)
         argv += args.kamailio_arg
         return Proxy(name, argv, logp, port, None)
     script = workdir / f"ringsip-{scenario}.cfg"
-    render_ringsip_script(HERE / "ringsip" / f"{scenario}.cfg", script, port, table)
+    render_ringsip_script(HERE / "ringsip" / f"{scenario}.cfg", script, port, table, args.db_pool)
     argv = ["taskset", "-c", args.proxy_cpu, args.ringsip, "-f", str(script), "--cpus", args.proxy_cpu]
+    mgmt = None
+    if table is not None and args.db_delay_ms > 0:
+        mgmt = port + 1000
+        argv += ["--mgmt", f"{LOCALHOST}:{mgmt}"]
     argv += args.ringsip_arg
-    return Proxy(name, argv, logp, port, "ringsip ready")
+    proxy = Proxy(name, argv, logp, port, "ringsip ready")
+    proxy.mgmt_port = mgmt
+    return proxy
 
 
 # ---------------------------------------------------------------- load generators
@@ -482,9 +519,34 @@ def run_load(args, proxy: Proxy, rate: float, duration: float, workdir: Path) ->
         raise SetupError(f"{proxy.name} is no longer running; see {proxy.log_path}")
     cpu0 = proxy.cpu_s()
     gen = run_sipp if args.generator == "sipp" else run_ringsip_load
+    sampled: dict = {}
+    stop = threading.Event()
+    sampler = None
+    if proxy.mgmt_port is not None:
+        base = proxy.metrics()
+        sampled = {"rss_before_bytes": base.get("ringsip_resident_bytes"), "suspended_peak": 0.0,
+                   "transactions_at_peak": None, "rss_at_peak_bytes": None}
+
+        def sample() -> None:  # the peak of suspended transactions and the RSS then
+            while not stop.wait(0.1):
+                m = proxy.metrics()
+                n = m.get("ringsip_suspended_transactions", 0.0)
+                if n >= sampled["suspended_peak"]:
+                    sampled.update(suspended_peak=n, rss_at_peak_bytes=m.get("ringsip_resident_bytes"),
+                                   transactions_at_peak=m.get("ringsip_transactions"))
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
     t0 = time.monotonic()
-    res = gen(args, rate, duration, workdir)
+    try:
+        res = gen(args, rate, duration, workdir)
+    finally:
+        stop.set()
+        if sampler is not None:
+            sampler.join(timeout=5)
     res["wall_s"] = time.monotonic() - t0
+    if sampled:
+        res["ringsip_metrics"] = sampled
     res["proxy_cpu_s"] = proxy.cpu_s() - cpu0
     # CPU seconds per wall second: near 1.0 the generator (or the proxy) had its whole
     # core, and a failed run may be the generator's limit rather than the proxy's.
@@ -674,6 +736,12 @@ def parse_args(argv=None):
                    help="seconds idle after a failed probe, so that the overload's transactions end "
                         "(tm wt_timer is 5 s in ringsip and Kamailio)")
     p.add_argument("--cpu-rate", type=float, default=1000.0, help="fixed call rate of the CPU-per-call run")
+    p.add_argument("--db-delay-ms", type=int, default=0,
+                   help="async-db: make every query take this long on the server (a derived table with "
+                        "SELECT SLEEP()); ringsip then also runs with --mgmt so the peak of suspended "
+                        "transactions and the memory growth are recorded")
+    p.add_argument("--db-pool", type=int, default=0,
+                   help="async-db: ringsip's avpops pool_size (connections per shard); 0 keeps the config's")
     p.add_argument("--sweep", action="store_true", help="latency sweep mode (see --sweep-rates/--sweep-fractions)")
     p.add_argument("--sweep-rates", default="", help="comma list of offered rates; else fractions of a searched max")
     p.add_argument("--sweep-fractions", default="0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0")
@@ -749,7 +817,8 @@ def main(argv=None) -> int:
                 for rnd in range(1, a.rounds + 1):
                     for name in a.proxies:
                         log(f"{sc} round {rnd}/{a.rounds}: {name}")
-                        proxy = make_proxy(name, sc, a, work, table.name if (table and sc == "async-db") else None)
+                        proxy = make_proxy(name, sc, a, work,
+                                           table.query_from(a.db_delay_ms) if (table and sc == "async-db") else None)
                         proxy.start()
                         try:
                             runs.append(one_round(a, proxy, sc, rnd, work, budget_end))
