@@ -916,3 +916,40 @@ route[back] {{
     );
     assert_in_flight_zero(&proxy);
 }
+
+#[test]
+fn a_resume_route_of_an_ended_transaction_may_suspend_again() {
+    let script = format!(
+        r#"{MODULES}
+modparam("tm", "T1_timer", 20)
+route {{
+    t_reply(200, "early");
+    async(usleep(1800000), first);
+}}
+route[first] {{
+    xlog("orphan first rc=$rc\n");
+    async(usleep(100000), second);
+}}
+route[second] {{
+    xlog("orphan second rc=$rc\n");
+}}
+"#
+    );
+    let proxy = Proxy::start(&script, 1, &[]);
+    let uac = Ua::new();
+    let msg = Req::new("MESSAGE", "sip:x@127.0.0.1:9");
+    uac.send(&msg.render(uac.addr), proxy.addr);
+    uac.expect_status(&msg.call_id, "MESSAGE", 200);
+    // Timer J (64*T1 = 1.28 s) ends the transaction before the first operation does.
+    assert!(proxy.saw_log("orphan first rc=1", Duration::from_secs(3)));
+    assert!(proxy.saw_log("orphan second rc=1", Duration::from_secs(1)));
+    assert_eq!(
+        proxy.wait_metric(
+            "ringsip_async_orphan_resumes",
+            Duration::from_secs(2),
+            |v| v == 2
+        ),
+        Some(2)
+    );
+    assert_in_flight_zero(&proxy);
+}
