@@ -51,8 +51,10 @@ const UDP_RCVBUF: usize = 8 << 20;
 /// Kernel send buffer of each SIP socket.
 const UDP_SNDBUF: usize = 4 << 20;
 
-/// A message handle stored in transactions: the bytes as sent (or as received).
-pub type Pkt = Rc<[u8]>;
+/// A message handle stored in transactions: the bytes as sent (or as received). A
+/// request's is the received datagram's own buffer, shared with the parsed message the
+/// transaction's context keeps (one copy of the request per transaction).
+pub type Pkt = Bytes;
 
 /// Per-shard counters (read through the management interface and by tests).
 #[derive(Clone, Debug, Default)]
@@ -485,7 +487,7 @@ impl Shard {
         }
         // Transaction matching (RFC 3261 §17.2.3; ACK and CANCEL find their INVITE).
         if let Some(id) = core.match_request(&msg) {
-            let pkt: Pkt = Rc::from(msg.as_bytes());
+            let pkt: Pkt = msg.buffer().clone();
             let event = match msg.method() {
                 Some(Method::Ack) => Event::Ack { ack: pkt },
                 Some(Method::Cancel) => Event::Cancel { cancel: pkt },
@@ -667,7 +669,7 @@ impl Shard {
         }
         core.out.clear();
         msg.write_to(&mut core.out);
-        let pkt: Pkt = Rc::from(core.out.as_slice());
+        let pkt: Pkt = Bytes::copy_from_slice(&core.out);
         let now = cores::now();
         if core
             .table
@@ -733,7 +735,7 @@ impl Shard {
                     }
                 }
                 Deferred::RouteAck(pkt, rx) => {
-                    if let Ok(msg) = Message::parse_datagram(Bytes::copy_from_slice(&pkt)) {
+                    if let Ok(msg) = Message::parse_datagram(pkt) {
                         self.route_stateless(msg, rx);
                     }
                 }
@@ -1290,7 +1292,7 @@ impl Core {
         let pkt = write_reply(&ctx.request, &spec, &mut buf)
             .ok()
             .and_then(|n| buf.get(..n))
-            .map(Rc::from);
+            .map(Bytes::copy_from_slice);
         buf.clear();
         self.out = buf;
         pkt
@@ -1314,7 +1316,7 @@ impl Core {
         sent_by.push_str(std::str::from_utf8(via.host).unwrap_or(""));
         let _ = write!(sent_by, ":{}", via.port.unwrap_or(5060));
         let now = cores::now();
-        let pkt: Pkt = Rc::from(msg.as_bytes());
+        let pkt: Pkt = msg.buffer().clone();
         let id = match self.table.insert(
             branch,
             &sent_by,
@@ -1500,7 +1502,7 @@ impl Core {
         }
         let mut bytes = Vec::with_capacity(m.written_len());
         m.write_to(&mut bytes);
-        let pkt: Pkt = Rc::from(bytes);
+        let pkt: Pkt = Bytes::from(bytes);
         let now = cores::now();
         let Some(txn) = self.table.get_mut(id) else {
             return Err(-1);
@@ -1575,7 +1577,7 @@ impl Core {
             let Some(sent) = self.table.get(id).and_then(|t| t.branch_request(b)) else {
                 continue;
             };
-            let Ok(mut m) = Message::parse_datagram(Bytes::copy_from_slice(sent)) else {
+            let Ok(mut m) = Message::parse_datagram(sent.clone()) else {
                 continue;
             };
             if m.strip_top_via().is_err() {
@@ -1763,8 +1765,7 @@ impl Core {
                     // The server transaction's own request (100, 408, 487, 500...).
                     let req = ctx.request.clone();
                     self.send_reply_bytes(&req, rx, to, status, reason_of(status), &tag);
-                } else if let Ok(cancel) = Message::parse_datagram(Bytes::copy_from_slice(&request))
-                {
+                } else if let Ok(cancel) = Message::parse_datagram(request) {
                     self.send_reply_bytes(&cancel, rx, to, status, reason_of(status), &tag);
                 }
             }
@@ -1785,7 +1786,7 @@ impl Core {
         else {
             return;
         };
-        let Ok(req) = Message::parse_datagram(Bytes::copy_from_slice(&req)) else {
+        let Ok(req) = Message::parse_datagram(req) else {
             return;
         };
         let method = if response.is_some() { "ACK" } else { "CANCEL" };
@@ -1803,7 +1804,7 @@ impl Core {
         let from = req.header(HeaderName::From).unwrap_or(b"");
         let _ = write!(s, "From: {}\r\n", String::from_utf8_lossy(from));
         let to: Vec<u8> = match response {
-            Some(resp) => Message::parse_datagram(Bytes::copy_from_slice(resp))
+            Some(resp) => Message::parse_datagram(resp.clone())
                 .ok()
                 .and_then(|r| r.header(HeaderName::To).map(<[u8]>::to_vec))
                 .unwrap_or_default(),
