@@ -289,7 +289,6 @@ pub fn start_publishing(registry: Arc<Registry>, shard: usize) {
                     .core
                     .ctxs
                     .iter()
-                    .flatten()
                     .filter(|c| !c.suspended.is_empty())
                     .count() as u64,
                 published: Some(Instant::now()),

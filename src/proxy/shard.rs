@@ -6,7 +6,7 @@
 //! receive, timer and task callbacks borrow it one at a time through `Rc<RefCell<Shard>>`
 //! (never across an `.await`).
 //!
-//! Invariants: `ctxs[i]` is `Some` exactly while table slot `i` holds a live transaction
+//! Invariants: `ctxs` slot `i` is `Some` exactly while table slot `i` holds a live transaction
 //! of the same generation; `ctx.dests.len()` equals the transaction's branch count; a
 //! timer token names (slot, generation, sequence) so a stale one is ignored.
 //!
@@ -296,7 +296,8 @@ pub struct Core {
     pub shared: Arc<Shared>,
     pub listeners: Vec<Listener>,
     pub table: crate::txn::TxnTable<Pkt>,
-    pub ctxs: Vec<Option<TxnCtx>>,
+    /// Script context of each live transaction, by table slot.
+    pub ctxs: super::slots::Slots<TxnCtx>,
     actions: Vec<Action<Pkt>>,
     deferred: Vec<Deferred>,
     out: Vec<u8>,
@@ -392,7 +393,7 @@ impl Shard {
                 id: shard_id,
                 listeners: Vec::new(),
                 table,
-                ctxs: Vec::new(),
+                ctxs: super::slots::Slots::default(),
                 actions: Vec::new(),
                 deferred: Vec::new(),
                 out: Vec::with_capacity(65536),
@@ -1340,29 +1341,23 @@ impl Core {
             }
         };
         self.stats.txn_created += 1;
-        let idx = id.index as usize;
-        if self.ctxs.len() <= idx {
-            self.ctxs.resize_with(idx + 1, || None);
-        }
         let to_tag = self.new_tag();
-        if let Some(slot) = self.ctxs.get_mut(idx) {
-            *slot = Some(TxnCtx {
-                generation: id.generation,
-                request: msg.clone(),
-                state: None,
-                rx,
-                upstream: Self::upstream_of(msg, rx),
-                to_tag,
-                armed,
-                dests: Vec::new(),
-                resolving: 0,
-                failure_held: false,
-                failover_due: Vec::new(),
-                timers: Vec::new(),
-                timer_seq: 0,
-                suspended: Vec::new(),
-            });
-        }
+        *self.ctxs.slot(id.index as usize) = Some(TxnCtx {
+            generation: id.generation,
+            request: msg.clone(),
+            state: None,
+            rx,
+            upstream: Self::upstream_of(msg, rx),
+            to_tag,
+            armed,
+            dests: Vec::new(),
+            resolving: 0,
+            failure_held: false,
+            failover_due: Vec::new(),
+            timers: Vec::new(),
+            timer_seq: 0,
+            suspended: Vec::new(),
+        });
         if let Some(t) = self.table.get_mut(id) {
             t.set_on_failure(armed.on_failure.is_some());
         }
