@@ -590,3 +590,366 @@ route [done] {{
     }
     assert_in_flight_zero(&proxy);
 }
+
+/// Every message `ua` receives within `within` that matches `pred`.
+fn collect(
+    ua: &Ua,
+    within: Duration,
+    pred: impl Fn(&common::SipMsg) -> bool,
+) -> Vec<common::SipMsg> {
+    let deadline = Instant::now() + within;
+    let mut out = Vec::new();
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match ua.recv(left) {
+            Some((m, _)) if pred(&m) => out.push(m),
+            Some(_) => {}
+            None => break,
+        }
+    }
+    out
+}
+
+/// INVITE from `uac` through `proxy` to `uas`; returns the request as the UAS got it and
+/// where it came from (the proxy's own socket).
+fn invite_through(
+    uac: &Ua,
+    uas: &Ua,
+    proxy: &Proxy,
+) -> (Req<'static>, common::SipMsg, std::net::SocketAddr) {
+    let inv = Req::new("INVITE", format!("sip:bob@{}", uas.addr));
+    uac.send(&inv.render(uac.addr), proxy.addr);
+    let (i, from) = uas.expect_request(&inv.call_id, "INVITE");
+    (inv, i, from)
+}
+
+#[test]
+fn async_in_an_onreply_route_holds_the_reply_until_its_resume_route_ran() {
+    let (uac, uas) = (Ua::new(), Ua::new());
+    let script = format!(
+        r#"{MODULES}
+route {{
+    t_on_reply("armed");
+    t_relay();
+}}
+onreply_route {{
+    if ($rs == 200) {{
+        $avp(step) = "held";
+        append_hf("X-Before: 1\r\n");
+        async(usleep(400000), back);
+    }}
+}}
+route[back] {{
+    xlog("reply resume rc=$rc rs=$rs rr=$rr\n");
+    $avp(step) = "resumed";
+    append_hf("X-Resumed: $rc\r\n");
+}}
+onreply_route[armed] {{
+    if ($rs == 200) {{ append_hf("X-Armed: $avp(step)\r\n"); }}
+}}
+"#
+    );
+    let proxy = Proxy::start(&script, 1, &[]);
+    let (inv, i, from) = invite_through(&uac, &uas, &proxy);
+    // A provisional is not held (its route does not suspend).
+    uas.send(&common::reply(&i, 180, "Ringing", Some("u1"), None), from);
+    uac.expect_status(&inv.call_id, "INVITE", 180);
+    let ok = common::reply(&i, 200, "OK", Some("u1"), Some(uas.addr));
+    uas.send(&ok, from);
+    // The UAS retransmits its 200 while it is held: absorbed, not relayed again.
+    std::thread::sleep(Duration::from_millis(100));
+    uas.send(&ok, from);
+    std::thread::sleep(Duration::from_millis(100));
+    uas.send(&ok, from);
+    let early = collect(&uac, Duration::from_millis(100), |m| m.status() == 200);
+    assert!(early.is_empty(), "the 200 went out while held: {early:?}");
+    let oks = collect(&uac, Duration::from_millis(1200), |m| {
+        m.call_id() == inv.call_id && m.status() == 200
+    });
+    assert_eq!(
+        oks.len(),
+        1,
+        "the UAC must get the 200 exactly once: {oks:?}"
+    );
+    let ok = &oks[0];
+    assert_eq!(ok.header("X-Before"), Some("1"), "{}", ok.raw);
+    assert_eq!(ok.header("X-Resumed"), Some("1"), "{}", ok.raw);
+    // The armed onreply route ran after the resume route, as if the global one ended.
+    assert_eq!(ok.header("X-Armed"), Some("resumed"), "{}", ok.raw);
+    assert_eq!(ok.to_tag(), Some("u1"));
+    assert!(proxy.saw_log("reply resume rc=1 rs=200 rr=OK", Duration::from_secs(1)));
+    assert_eq!(
+        proxy.wait_metric(
+            "ringsip_held_reply_retransmissions",
+            Duration::from_secs(2),
+            |v| v == 2
+        ),
+        Some(2)
+    );
+    assert_in_flight_zero(&proxy);
+}
+
+fn db_lookup_in_an_onreply_route(pg: bool) {
+    let users = Users::create(pg);
+    let (uac, uas) = (Ua::new(), Ua::new());
+    let script = format!(
+        r#"{MODULES}
+modparam("avpops", "db_url", "{url}")
+route {{
+    t_on_reply("r");
+    t_relay();
+}}
+onreply_route[r] {{
+    if ($rs == 200) {{
+        async(avp_db_query("SELECT credit FROM {table} WHERE uid='alice'", "$avp(credit)"), back);
+    }}
+}}
+route[back] {{
+    if ($rc < 0) {{ append_hf("X-Credit-Error: $rc\r\n"); exit; }}
+    append_hf("X-Credit: $avp(credit)\r\n");
+}}
+"#,
+        url = users.url(),
+        table = users.table
+    );
+    let proxy = Proxy::start(&script, 1, &[]);
+    let (inv, i, from) = invite_through(&uac, &uas, &proxy);
+    uas.send(
+        &common::reply(&i, 200, "OK", Some("u2"), Some(uas.addr)),
+        from,
+    );
+    let oks = collect(&uac, Duration::from_millis(2500), |m| {
+        m.call_id() == inv.call_id && m.status() == 200
+    });
+    assert_eq!(oks.len(), 1, "exactly one 200: {oks:?}");
+    assert_eq!(oks[0].header("X-Credit"), Some("42"), "{}", oks[0].raw);
+    assert_eq!(oks[0].header("X-Credit-Error"), None);
+    assert_in_flight_zero(&proxy);
+}
+
+#[test]
+fn a_mariadb_lookup_in_an_onreply_route_adds_a_header_to_the_relayed_reply() {
+    db_lookup_in_an_onreply_route(false);
+}
+
+#[test]
+fn a_postgres_lookup_in_an_onreply_route_adds_a_header_to_the_relayed_reply() {
+    db_lookup_in_an_onreply_route(true);
+}
+
+#[test]
+fn a_resume_route_may_drop_a_held_provisional_and_later_replies_wait_behind_it() {
+    let (uac, uas) = (Ua::new(), Ua::new());
+    let script = format!(
+        r#"{MODULES}
+route {{
+    t_on_reply("r");
+    t_relay();
+}}
+onreply_route[r] {{
+    if ($rs == 180) {{ async(usleep(300000), gone); }}
+}}
+route[gone] {{
+    xlog("dropping held $rs\n");
+    drop;
+}}
+"#
+    );
+    let proxy = Proxy::start(&script, 1, &[]);
+    let (inv, i, from) = invite_through(&uac, &uas, &proxy);
+    let t = Instant::now();
+    uas.send(&common::reply(&i, 180, "Ringing", Some("u3"), None), from);
+    uas.send(
+        &common::reply(&i, 183, "Session Progress", Some("u3"), None),
+        from,
+    );
+    // The 183 waits behind the held 180, which its resume route drops.
+    let (first, _) = uac
+        .recv_match(Duration::from_secs(2), |m| {
+            m.call_id() == inv.call_id && (180..200).contains(&m.status())
+        })
+        .expect("a provisional");
+    assert_eq!(first.status(), 183, "{}", first.raw);
+    assert!(
+        t.elapsed() >= Duration::from_millis(250),
+        "the 183 overtook the held 180"
+    );
+    assert!(proxy.saw_log("dropping held 180", Duration::from_secs(1)));
+    uas.send(
+        &common::reply(&i, 200, "OK", Some("u3"), Some(uas.addr)),
+        from,
+    );
+    let rest = collect(&uac, Duration::from_millis(700), |m| {
+        m.call_id() == inv.call_id && m.status() >= 180
+    });
+    let statuses: Vec<u16> = rest.iter().map(common::SipMsg::status).collect();
+    assert_eq!(statuses, vec![200], "the dropped 180 never reaches the UAC");
+    assert_in_flight_zero(&proxy);
+}
+
+#[test]
+fn cancel_while_a_reply_is_held_resumes_once_and_cancels_the_branch_after() {
+    let (uac, uas) = (Ua::new(), Ua::new());
+    let script = format!(
+        r#"{MODULES}
+route {{
+    t_on_reply("r");
+    t_relay();
+}}
+onreply_route[r] {{
+    if ($rs == 180) {{ async(usleep(400000), back); }}
+}}
+route[back] {{
+    xlog("held 180 resumed rc=$rc\n");
+}}
+"#
+    );
+    let proxy = Proxy::start(&script, 1, &[]);
+    let (inv, i, from) = invite_through(&uac, &uas, &proxy);
+    uas.send(&common::reply(&i, 180, "Ringing", Some("u4"), None), from);
+    std::thread::sleep(Duration::from_millis(50));
+    let mut cancel = Req::new("CANCEL", inv.ruri.clone());
+    cancel.call_id = inv.call_id.clone();
+    cancel.from_tag = inv.from_tag.clone();
+    cancel.branch = inv.branch.clone();
+    uac.send(&cancel.render(uac.addr), proxy.addr);
+    uac.expect_status(&inv.call_id, "CANCEL", 200);
+    // The transaction has not seen a provisional yet (it is held): RFC 3261 §9.1, no
+    // CANCEL downstream before one.
+    assert!(
+        uas.recv_match(Duration::from_millis(200), |m| m.method() == "CANCEL")
+            .is_none(),
+        "CANCEL sent before the branch's provisional was let through"
+    );
+    // Released, the 180 reaches the transaction, which now cancels the branch (and, the
+    // call being cancelled, does not pass the 180 up: as for any 180 after a CANCEL).
+    let (c, cfrom) = uas.expect_request(&inv.call_id, "CANCEL");
+    uas.send(&common::reply(&c, 200, "OK", Some("u4"), None), cfrom);
+    uas.send(
+        &common::reply(&i, 487, "Request Terminated", Some("u4"), None),
+        from,
+    );
+    let got = collect(&uac, Duration::from_millis(800), |m| {
+        m.call_id() == inv.call_id && m.cseq_method() == "INVITE" && m.status() >= 180
+    });
+    // (The 487 may come twice: the UAC does not ACK it, so it is retransmitted.)
+    let statuses: Vec<u16> = got.iter().map(common::SipMsg::status).collect();
+    assert!(
+        !statuses.is_empty() && statuses.iter().all(|s| *s == 487),
+        "{statuses:?}"
+    );
+    assert!(proxy.saw_log("held 180 resumed rc=1", Duration::from_secs(1)));
+    assert!(!proxy.saw_log("held 180 resumed", Duration::from_millis(300)));
+    assert_in_flight_zero(&proxy);
+}
+
+#[test]
+fn a_branch_timing_out_while_its_reply_is_held_resumes_once() {
+    let (uac, uas) = (Ua::new(), Ua::new());
+    let script = format!(
+        r#"{MODULES}
+modparam("tm", "fr_timeout", 1)
+route {{
+    t_on_reply("r");
+    t_relay();
+}}
+onreply_route[r] {{
+    if ($rs == 180) {{ async(usleep(2000000), back); }}
+}}
+route[back] {{
+    xlog("late 180 resumed rc=$rc\n");
+}}
+"#
+    );
+    let proxy = Proxy::start(&script, 1, &[]);
+    let (inv, i, from) = invite_through(&uac, &uas, &proxy);
+    uas.send(&common::reply(&i, 180, "Ringing", Some("u5"), None), from);
+    // fr_timer: the transaction saw no reply on the branch (it is held) and gives up.
+    let t = Instant::now();
+    let r = uac.expect_status(&inv.call_id, "INVITE", 408);
+    assert!(t.elapsed() < Duration::from_millis(1800), "{}", r.raw);
+    assert!(proxy.saw_log("late 180 resumed rc=1", Duration::from_secs(3)));
+    // The late provisional is absorbed by the completed transaction.
+    let late = collect(&uac, Duration::from_millis(500), |m| m.status() == 180);
+    assert!(late.is_empty(), "a 180 after the final: {late:?}");
+    assert!(!proxy.saw_log("late 180 resumed", Duration::from_millis(200)));
+    assert_in_flight_zero(&proxy);
+}
+
+#[test]
+fn a_reply_held_past_the_end_of_its_transaction_resumes_once_and_goes_on_statelessly() {
+    let (uac, uas) = (Ua::new(), Ua::new());
+    let script = format!(
+        r#"{MODULES}
+modparam("tm", "fr_timeout", 1)
+modparam("tm", "T1_timer", 20)
+route {{
+    t_on_reply("r");
+    t_relay();
+}}
+onreply_route[r] {{
+    if ($rs == 200) {{ async(usleep(3000000), back); }}
+}}
+route[back] {{
+    xlog("orphan reply resumed rc=$rc rs=$rs\n");
+    append_hf("X-Late: yes\r\n");
+}}
+"#
+    );
+    let proxy = Proxy::start(&script, 1, &[]);
+    let msg = Req::new("MESSAGE", format!("sip:bob@{}", uas.addr));
+    uac.send(&msg.render(uac.addr), proxy.addr);
+    let (m, from) = uas.expect_request(&msg.call_id, "MESSAGE");
+    uas.send(&common::reply(&m, 200, "OK", Some("u6"), None), from);
+    // fr_timer gives up on the (held) branch: 408; Timer J (64*T1) then ends it.
+    uac.expect_status(&msg.call_id, "MESSAGE", 408);
+    assert!(proxy.saw_log("orphan reply resumed rc=1 rs=200", Duration::from_secs(4)));
+    // With its transaction gone, the reply goes on as any late reply would: by its Via.
+    let late = uac.expect_status(&msg.call_id, "MESSAGE", 200);
+    assert_eq!(late.header("X-Late"), Some("yes"), "{}", late.raw);
+    assert_eq!(
+        proxy.wait_metric(
+            "ringsip_async_orphan_resumes",
+            Duration::from_secs(2),
+            |v| v == 1
+        ),
+        Some(1)
+    );
+    assert_in_flight_zero(&proxy);
+}
+
+#[test]
+fn a_resume_route_of_an_ended_transaction_may_suspend_again() {
+    let script = format!(
+        r#"{MODULES}
+modparam("tm", "T1_timer", 20)
+route {{
+    t_reply(200, "early");
+    async(usleep(1800000), first);
+}}
+route[first] {{
+    xlog("orphan first rc=$rc\n");
+    async(usleep(100000), second);
+}}
+route[second] {{
+    xlog("orphan second rc=$rc\n");
+}}
+"#
+    );
+    let proxy = Proxy::start(&script, 1, &[]);
+    let uac = Ua::new();
+    let msg = Req::new("MESSAGE", "sip:x@127.0.0.1:9");
+    uac.send(&msg.render(uac.addr), proxy.addr);
+    uac.expect_status(&msg.call_id, "MESSAGE", 200);
+    // Timer J (64*T1 = 1.28 s) ends the transaction before the first operation does.
+    assert!(proxy.saw_log("orphan first rc=1", Duration::from_secs(3)));
+    assert!(proxy.saw_log("orphan second rc=1", Duration::from_secs(1)));
+    assert_eq!(
+        proxy.wait_metric(
+            "ringsip_async_orphan_resumes",
+            Duration::from_secs(2),
+            |v| v == 2
+        ),
+        Some(2)
+    );
+    assert_in_flight_zero(&proxy);
+}

@@ -156,14 +156,24 @@ fn async_rules() {
 }
 
 #[test]
-fn async_in_onreply_route_is_refused_at_start() {
-    let src = "loadmodule \"cfgutils.so\"\nloadmodule \"tm.so\"\nroute {\n\tt_on_reply(\"r\");\n\tt_relay();\n}\nonreply_route[r] {\n\tasync(sleep(1), back);\n}\nroute[back] { exit; }\n";
+fn async_in_onreply_route_is_accepted_and_in_branch_route_refused_at_start() {
+    let ok = "loadmodule \"cfgutils.so\"\nloadmodule \"tm.so\"\nroute {\n\tt_on_reply(\"r\");\n\tt_relay();\n}\nonreply_route[r] {\n\tasync(sleep(1), back);\n}\nroute[back] { exit; }\n";
+    let ok = format!("{HEAD}{ok}");
+    assert!(compile("t.cfg", &ok, &Registry::builtin()).is_ok());
+    // A branch is never held: refused, with the reason and what to do instead, also
+    // when the async() is in a route reached from the branch route.
+    let src = "loadmodule \"cfgutils.so\"\nloadmodule \"tm.so\"\nroute {\n\tt_on_branch(\"b\");\n\tt_relay();\n}\nbranch_route[b] {\n\troute(look);\n}\nroute[look] {\n\tasync(sleep(1), back);\n}\nroute[back] { exit; }\n";
     let e = errors(src);
     assert_eq!(e.len(), 1, "{e:#?}");
+    assert_eq!((e[0].0, e[0].1), (14, 8), "{e:#?}");
     assert!(
-        e[0].2.contains("`async()` cannot be used in onreply_route"),
+        e[0].2.contains(
+            "`async()` cannot be used in branch_route (allowed in: route, onreply_route, \
+             failure_route): a branch is not held while an operation runs"
+        ),
         "{e:#?}"
     );
+    assert!(e[0].2.contains("before t_relay()"), "{e:#?}");
 }
 
 #[test]

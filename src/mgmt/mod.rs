@@ -64,7 +64,7 @@ impl Registry {
 }
 
 /// `(name, help, value)` of every proxy counter.
-fn proxy_counters(s: &ProxyStats) -> [(&'static str, &'static str, u64); 23] {
+fn proxy_counters(s: &ProxyStats) -> [(&'static str, &'static str, u64); 25] {
     [
         ("requests_received", "SIP requests received", s.requests),
         ("responses_received", "SIP responses received", s.responses),
@@ -150,6 +150,16 @@ fn proxy_counters(s: &ProxyStats) -> [(&'static str, &'static str, u64); 23] {
             "async_orphan_resumes",
             "resumes of transactions ended while suspended",
             s.async_orphan_resumes,
+        ),
+        (
+            "held_reply_retransmissions",
+            "retransmissions of a reply held by async() in an onreply route",
+            s.held_reply_retransmissions,
+        ),
+        (
+            "held_reply_overflow",
+            "replies dropped: too many waiting behind a held reply",
+            s.held_reply_overflow,
         ),
         ("send_errors", "sends that failed", s.send_errors),
         (
@@ -279,8 +289,7 @@ pub fn start_publishing(registry: Arc<Registry>, shard: usize) {
                     .core
                     .ctxs
                     .iter()
-                    .flatten()
-                    .filter(|c| c.pending_op.is_some())
+                    .filter(|c| !c.suspended.is_empty())
                     .count() as u64,
                 published: Some(Instant::now()),
             });

@@ -4,7 +4,8 @@
 //! ring) that yields `(rc, outputs)`. [`suspend`] creates the transaction if absent, runs
 //! the future as a local task under a deadline, and when it ends — completed or timed out
 //! — hands the result back to the same shard, which sets `$rc` and the output variables
-//! and runs the resume route on the transaction's saved message and AVPs
+//! and runs the resume route on the transaction's saved message and AVPs, or, for an
+//! `async()` in an onreply route, on the reply it holds until then
 //! ([`super::shard::Shard::resume`]).
 //!
 //! Invariants: every started operation is delivered exactly once (`async_started` ==

@@ -19,6 +19,7 @@ pub mod asyncop;
 pub mod host;
 pub mod nexthop;
 pub mod shard;
+pub mod slots;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;

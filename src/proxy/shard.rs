@@ -6,7 +6,7 @@
 //! receive, timer and task callbacks borrow it one at a time through `Rc<RefCell<Shard>>`
 //! (never across an `.await`).
 //!
-//! Invariants: `ctxs[i]` is `Some` exactly while table slot `i` holds a live transaction
+//! Invariants: `ctxs` slot `i` is `Some` exactly while table slot `i` holds a live transaction
 //! of the same generation; `ctx.dests.len()` equals the transaction's branch count; a
 //! timer token names (slot, generation, sequence) so a stale one is ignored.
 //!
@@ -51,8 +51,10 @@ const UDP_RCVBUF: usize = 8 << 20;
 /// Kernel send buffer of each SIP socket.
 const UDP_SNDBUF: usize = 4 << 20;
 
-/// A message handle stored in transactions: the bytes as sent (or as received).
-pub type Pkt = Rc<[u8]>;
+/// A message handle stored in transactions: the bytes as sent (or as received). A
+/// request's is the received datagram's own buffer, shared with the parsed message the
+/// transaction's context keeps (one copy of the request per transaction).
+pub type Pkt = Bytes;
 
 /// Per-shard counters (read through the management interface and by tests).
 #[derive(Clone, Debug, Default)]
@@ -78,6 +80,11 @@ pub struct ProxyStats {
     pub async_completed: u64,
     pub async_timeouts: u64,
     pub async_orphan_resumes: u64,
+    /// Retransmissions of a reply held by a suspended onreply route (absorbed: the held
+    /// reply goes on once its resume route has run).
+    pub held_reply_retransmissions: u64,
+    /// Replies dropped because too many already waited behind a held reply.
+    pub held_reply_overflow: u64,
     pub send_errors: u64,
     /// RFC 3263 resolutions started by `t_relay` for host-name next hops.
     pub dns_relays: u64,
@@ -137,13 +144,45 @@ pub struct TxnCtx {
     failover_due: Vec<BranchIdx>,
     timers: Vec<TimerSlot>,
     timer_seq: u16,
-    /// The route to run when the pending `async()` operation completes.
-    pub resume: Option<RouteId>,
+    /// Route runs suspended in `async()` on this transaction, each waiting for its
+    /// operation (usually none or one; a reply route may suspend while the request or
+    /// failure route is suspended too).
+    pub suspended: Vec<Suspension>,
+}
+
+/// A route run of a transaction suspended in `async()`, waiting for operation `op`.
+pub struct Suspension {
+    /// The operation's number ([`Core::op_seq`]).
+    pub op: u64,
+    /// The route to run when it completes.
+    pub resume: RouteId,
     /// Route state that must survive the suspension (`$du`, appended branches, ...).
     pub carry: Carry,
-    /// The pending async operation (its number), if suspended.
-    pub pending_op: Option<u64>,
+    /// Set when an onreply route suspended: the reply, held until the resume route ran.
+    pub reply: Option<Box<HeldReply>>,
 }
+
+/// A reply whose onreply route suspended in `async()`. It is neither relayed nor shown
+/// to the transaction until the resume route has run; replies of the same transaction
+/// that arrive meanwhile wait behind it, in order (retransmissions of it are absorbed).
+pub struct HeldReply {
+    /// The reply with the edits its routes made so far (our Via still on top).
+    pub msg: Message,
+    pub rx: Rx,
+    /// The branch it belongs to.
+    pub matched: crate::txn::ResponseMatch,
+    pub status: u16,
+    /// The onreply route still to run after the resume route (the one armed with
+    /// `t_on_reply`, when the global `onreply_route` suspended).
+    pub then: Option<RouteId>,
+    /// Replies of this transaction received while this one is held (raw, with where
+    /// they came from), processed in order once it is done.
+    pub queued: Vec<(Bytes, Rx)>,
+}
+
+/// Replies of one transaction that may wait behind a held reply; past this, more are
+/// dropped (and counted): a UAS retransmits what matters.
+const MAX_QUEUED_REPLIES: usize = 16;
 
 /// Where one branch of a transaction went.
 #[derive(Clone, Debug, Default)]
@@ -177,15 +216,31 @@ impl TxnCtx {
         self.request = msg;
         self.state = Some(st);
         self.armed = armed;
-        match outcome {
-            Outcome::Suspended { resume } => {
-                self.resume = Some(*resume);
-                self.pending_op = op;
-                self.carry = carry;
+        match (outcome, op) {
+            (Outcome::Suspended { resume }, Some(op)) => {
+                self.suspended.push(Suspension {
+                    op,
+                    resume: *resume,
+                    carry,
+                    reply: None,
+                });
                 true
             }
             _ => false,
         }
+    }
+
+    /// Takes the suspension waiting for operation `op`.
+    fn take_suspension(&mut self, op: u64) -> Option<Suspension> {
+        let pos = self.suspended.iter().position(|s| s.op == op)?;
+        Some(self.suspended.swap_remove(pos))
+    }
+
+    /// The reply held by a suspended onreply route, if any.
+    fn held_reply_mut(&mut self) -> Option<&mut HeldReply> {
+        self.suspended
+            .iter_mut()
+            .find_map(|s| s.reply.as_deref_mut())
     }
 }
 
@@ -241,7 +296,8 @@ pub struct Core {
     pub shared: Arc<Shared>,
     pub listeners: Vec<Listener>,
     pub table: crate::txn::TxnTable<Pkt>,
-    pub ctxs: Vec<Option<TxnCtx>>,
+    /// Script context of each live transaction, by table slot.
+    pub ctxs: super::slots::Slots<TxnCtx>,
     actions: Vec<Action<Pkt>>,
     deferred: Vec<Deferred>,
     out: Vec<u8>,
@@ -339,9 +395,8 @@ impl Shard {
             core: Core {
                 id: shard_id,
                 listeners: Vec::new(),
-                // Reserved like the table's slots: never moved by growth (see TxnTable::new).
-                ctxs: Vec::with_capacity(table.capacity() as usize),
                 table,
+                ctxs: super::slots::Slots::default(),
                 actions: Vec::new(),
                 deferred: Vec::new(),
                 out: Vec::with_capacity(65536),
@@ -437,7 +492,7 @@ impl Shard {
         }
         // Transaction matching (RFC 3261 §17.2.3; ACK and CANCEL find their INVITE).
         if let Some(id) = core.match_request(&msg) {
-            let pkt: Pkt = Rc::from(msg.as_bytes());
+            let pkt: Pkt = msg.buffer().clone();
             let event = match msg.method() {
                 Some(Method::Ack) => Event::Ack { ack: pkt },
                 Some(Method::Cancel) => Event::Cancel { cancel: pkt },
@@ -475,9 +530,15 @@ impl Shard {
         self.run_deferred();
     }
 
-    fn on_response(&mut self, mut msg: Message, rx: Rx) {
+    fn on_response(&mut self, msg: Message, rx: Rx) {
+        self.core.stats.responses += 1;
+        self.route_response(msg, rx);
+    }
+
+    /// A response's path: to the shard that owns its transaction, to the transaction's
+    /// onreply routes, or forwarded statelessly when it matches none.
+    fn route_response(&mut self, msg: Message, rx: Rx) {
         let core = &mut self.core;
-        core.stats.responses += 1;
         let Some(status) = msg.status_code() else {
             return;
         };
@@ -505,38 +566,115 @@ impl Shard {
             core.forward_response_stateless(msg, rx);
             return;
         };
-        let id = m.txn;
+        if m.cancel {
+            // The response to a CANCEL of ours: no onreply route runs for it.
+            self.relay_reply(m, status, msg);
+            return;
+        }
+        // A reply held by a suspended onreply route goes first: this one waits behind it,
+        // unless it is a retransmission of a reply already waiting.
+        if let Some(held) = self.core.ctx_mut(m.txn).and_then(TxnCtx::held_reply_mut) {
+            let bytes = msg.as_bytes();
+            let (retransmission, overflow) =
+                if held.msg.as_bytes() == bytes || held.queued.iter().any(|(b, _)| b == bytes) {
+                    (1, 0)
+                } else if held.queued.len() >= MAX_QUEUED_REPLIES {
+                    (0, 1)
+                } else {
+                    held.queued.push((msg.buffer().clone(), rx));
+                    (0, 0)
+                };
+            let stats = &mut self.core.stats;
+            stats.held_reply_retransmissions += retransmission;
+            stats.held_reply_overflow += overflow;
+            return;
+        }
         // onreply_route: the global one first, then the one armed by t_on_reply (OpenSIPS
         // runs both).
-        if !m.cancel {
-            let script = Arc::clone(&core.shared.script);
-            let armed = core.ctx_mut(id).map(|c| c.armed.on_reply).unwrap_or(None);
-            let global = script.route(RouteKind::Reply, None);
-            for route in [global, armed].into_iter().flatten() {
-                let Some(mut st) = self.core.ctx_mut(id).and_then(|c| c.state.take()) else {
-                    break;
-                };
-                // `$var`s of the request route are not visible in a reply route.
-                st.reset_vars();
-                let mut host = Host::new(&mut self.core, &mut msg, rx, RouteKind::Reply);
-                host.txn = Some(id);
-                host.branch_idx = i32::from(m.branch.0);
-                let outcome = self.interp.run(&script, route, &mut st, &mut host);
-                if let Some(ctx) = self.core.ctx_mut(id) {
-                    ctx.state = Some(st);
-                }
-                if matches!(outcome, Outcome::Drop) && status < 200 {
+        let script = Arc::clone(&self.core.shared.script);
+        let armed = self.core.ctx_mut(m.txn).and_then(|c| c.armed.on_reply);
+        let global = script.route(RouteKind::Reply, None);
+        self.reply_routes(m, status, msg, rx, [global, armed], Vec::new());
+    }
+
+    /// Runs onreply routes (`routes`, in order) on reply `msg` of transaction branch `m`,
+    /// then hands the reply to its transaction — unless a route dropped it (provisional
+    /// replies only, as in OpenSIPS) or suspended in `async()`, which holds it until its
+    /// resume route has run ([`Shard::resume`]). `queued` are replies that waited behind
+    /// this one: they are processed afterwards, in order.
+    fn reply_routes(
+        &mut self,
+        m: crate::txn::ResponseMatch,
+        status: u16,
+        mut msg: Message,
+        rx: Rx,
+        routes: [Option<RouteId>; 2],
+        queued: Vec<(Bytes, Rx)>,
+    ) {
+        let id = m.txn;
+        let script = Arc::clone(&self.core.shared.script);
+        for (i, route) in routes.iter().enumerate() {
+            let Some(route) = *route else {
+                continue;
+            };
+            let Some(mut st) = self.core.ctx_mut(id).and_then(|c| c.state.take()) else {
+                break;
+            };
+            // `$var`s of the request route are not visible in a reply route.
+            st.reset_vars();
+            let mut host = Host::new(&mut self.core, &mut msg, rx, RouteKind::Reply);
+            host.txn = Some(id);
+            host.branch_idx = i32::from(m.branch.0);
+            let outcome = self.interp.run(&script, route, &mut st, &mut host);
+            let op = host.suspended_op;
+            if let Outcome::Aborted(e) = &outcome {
+                self.core.stats.script_aborts += 1;
+                tracing::error!("onreply route aborted: {e}");
+            }
+            let Some(ctx) = self.core.ctx_mut(id) else {
+                return;
+            };
+            ctx.state = Some(st);
+            match (outcome, op) {
+                (Outcome::Suspended { resume }, Some(op)) => {
+                    let then = if i == 0 { routes[1] } else { None };
+                    ctx.suspended.push(Suspension {
+                        op,
+                        resume,
+                        carry: Carry::default(),
+                        reply: Some(Box::new(HeldReply {
+                            msg,
+                            rx,
+                            matched: m,
+                            status,
+                            then,
+                            queued,
+                        })),
+                    });
                     return;
                 }
+                (Outcome::Drop, _) if status < 200 => {
+                    self.release_queued(queued);
+                    return;
+                }
+                _ => {}
             }
         }
+        self.relay_reply(m, status, msg);
+        self.release_queued(queued);
+    }
+
+    /// Hands a reply (its onreply routes done) to its transaction, which relays or
+    /// absorbs it (RFC 3261 §16.7).
+    fn relay_reply(&mut self, m: crate::txn::ResponseMatch, status: u16, mut msg: Message) {
+        let id = m.txn;
         let core = &mut self.core;
         if msg.strip_top_via().is_err() {
             return;
         }
         core.out.clear();
         msg.write_to(&mut core.out);
-        let pkt: Pkt = Rc::from(core.out.as_slice());
+        let pkt: Pkt = Bytes::copy_from_slice(&core.out);
         let now = cores::now();
         if core
             .table
@@ -546,6 +684,17 @@ impl Shard {
             core.run_actions(id);
         }
         self.run_deferred();
+    }
+
+    /// Processes replies that waited behind a held one, in order (each may be held in
+    /// turn, and the ones after it then wait again).
+    fn release_queued(&mut self, queued: Vec<(Bytes, Rx)>) {
+        for (bytes, rx) in queued {
+            match Message::parse_datagram(bytes) {
+                Ok(msg) => self.route_response(msg, rx),
+                Err(e) => tracing::debug!("queued reply no longer parses: {e}"),
+            }
+        }
     }
 
     /// A token timer fired: (slot, generation, sequence).
@@ -591,7 +740,7 @@ impl Shard {
                     }
                 }
                 Deferred::RouteAck(pkt, rx) => {
-                    if let Ok(msg) = Message::parse_datagram(Bytes::copy_from_slice(&pkt)) {
+                    if let Ok(msg) = Message::parse_datagram(pkt) {
                         self.route_stateless(msg, rx);
                     }
                 }
@@ -647,11 +796,14 @@ impl Shard {
             if let Some(ctx) = self.core.ctx_mut(id) {
                 ctx.armed.on_reply = armed.on_reply.or(ctx.armed.on_reply);
                 ctx.armed.on_failure = armed.on_failure;
-                if let Outcome::Suspended { resume } = outcome {
+                if let (Outcome::Suspended { resume }, Some(op)) = (outcome, op) {
                     // The hand-off ends after the resume route (`Shard::resume`).
-                    ctx.resume = Some(resume);
-                    ctx.pending_op = op;
-                    ctx.carry = carry;
+                    ctx.suspended.push(Suspension {
+                        op,
+                        resume,
+                        carry,
+                        reply: None,
+                    });
                     ctx.request = msg;
                     ctx.state = Some(st);
                     return;
@@ -754,32 +906,29 @@ impl Shard {
     }
 
     /// Completes a suspended `async()`: sets `$rc`, applies the outputs, runs the resume
-    /// route on the transaction's message and state.
+    /// route on the transaction's message (or the held reply) and state.
     pub fn resume(&mut self, id: TxnId, op: u64, rc: i32, outputs: crate::modules::Outputs) {
         self.core.stats.async_completed += 1;
-        let script = Arc::clone(&self.core.shared.script);
-        if self.core.ctx_mut(id).is_none() {
+        let Some(susp) = self.core.ctx_mut(id).and_then(|c| c.take_suspension(op)) else {
             // The transaction ended while suspended (e.g. CANCEL): the resume route still
             // runs, on its saved message; relaying or replying from it fails cleanly.
-            if let Some(ctx) = self.core.take_orphan(id, op) {
+            if let Some((ctx, susp)) = self.core.take_orphan(id, op) {
                 self.core.stats.async_orphan_resumes += 1;
-                self.resume_orphan(id, ctx, rc, outputs);
+                self.resume_orphan(id, ctx, susp, rc, outputs);
             }
             return;
-        }
-        let Some(ctx) = self.core.ctx_mut(id) else {
-            return;
         };
-        if ctx.pending_op != Some(op) {
+        if let Some(held) = susp.reply {
+            self.resume_reply(id, susp.resume, *held, rc, outputs);
             return;
         }
-        ctx.pending_op = None;
-        let Some(route) = ctx.resume.take() else {
+        let script = Arc::clone(&self.core.shared.script);
+        let Some(ctx) = self.core.ctx_mut(id) else {
             return;
         };
         let rx = ctx.rx;
         let armed = ctx.armed;
-        let carry = std::mem::take(&mut ctx.carry);
+        let carry = susp.carry;
         let failure = carry.failure_status;
         let kind = if failure.is_some() {
             RouteKind::Failure
@@ -793,7 +942,9 @@ impl Shard {
         host.armed = armed;
         carry.give_to(&mut host);
         outputs.apply(&script, &mut st, &mut host);
-        let outcome = self.interp.resume(&script, route, rc, &mut st, &mut host);
+        let outcome = self
+            .interp
+            .resume(&script, susp.resume, rc, &mut st, &mut host);
         let carry = Carry::take_from(&mut host, failure);
         let (armed, op2) = (host.armed, host.suspended_op);
         if let Outcome::Aborted(e) = &outcome {
@@ -816,29 +967,137 @@ impl Shard {
         }
         self.run_deferred();
     }
-}
 
-impl Shard {
-    fn resume_orphan(
+    /// The resume route of a suspended onreply route: runs on the held reply, then the
+    /// reply goes on as if the onreply route had ended there (the armed onreply route
+    /// still to run, then the transaction), unless the route dropped or suspended it
+    /// again. The replies that waited behind it follow.
+    fn resume_reply(
         &mut self,
         id: TxnId,
-        mut ctx: TxnCtx,
+        route: RouteId,
+        held: HeldReply,
         rc: i32,
         outputs: crate::modules::Outputs,
     ) {
         let script = Arc::clone(&self.core.shared.script);
-        let Some(route) = ctx.resume.take() else {
+        let HeldReply {
+            mut msg,
+            rx,
+            matched,
+            status,
+            then,
+            queued,
+        } = held;
+        let Some(mut st) = self
+            .core
+            .ctx_mut(id)
+            .map(|c| c.state.take().unwrap_or_else(|| MsgState::new(&script)))
+        else {
             return;
         };
-        let mut st = ctx.state.take().unwrap_or_else(|| MsgState::new(&script));
-        let mut msg = ctx.request;
-        let mut host = Host::new(&mut self.core, &mut msg, ctx.rx, RouteKind::Request);
+        let mut host = Host::new(&mut self.core, &mut msg, rx, RouteKind::Reply);
         host.txn = Some(id);
-        std::mem::take(&mut ctx.carry).give_to(&mut host);
+        host.branch_idx = i32::from(matched.branch.0);
         outputs.apply(&script, &mut st, &mut host);
         let outcome = self.interp.resume(&script, route, rc, &mut st, &mut host);
-        if let Outcome::Suspended { .. } = outcome {
-            tracing::warn!("an async() in the resume route of an ended transaction is dropped");
+        let op = host.suspended_op;
+        if let Outcome::Aborted(e) = &outcome {
+            self.core.stats.script_aborts += 1;
+            tracing::error!("resume route aborted: {e}");
+        }
+        let Some(ctx) = self.core.ctx_mut(id) else {
+            return;
+        };
+        ctx.state = Some(st);
+        match (outcome, op) {
+            (Outcome::Suspended { resume }, Some(op)) => {
+                ctx.suspended.push(Suspension {
+                    op,
+                    resume,
+                    carry: Carry::default(),
+                    reply: Some(Box::new(HeldReply {
+                        msg,
+                        rx,
+                        matched,
+                        status,
+                        then,
+                        queued,
+                    })),
+                });
+            }
+            (Outcome::Drop, _) if status < 200 => self.release_queued(queued),
+            _ => self.reply_routes(matched, status, msg, rx, [then, None], queued),
+        }
+    }
+}
+
+impl Shard {
+    /// Runs the resume route of a transaction that ended while it was suspended (its
+    /// context kept in `orphans` until then). A held reply then goes on as a reply that
+    /// matches no transaction would (RFC 3261 §16.11: forwarded by its Via). The route
+    /// may suspend again: the context stays an orphan until that resumes too.
+    fn resume_orphan(
+        &mut self,
+        id: TxnId,
+        mut ctx: TxnCtx,
+        susp: Suspension,
+        rc: i32,
+        outputs: crate::modules::Outputs,
+    ) {
+        let script = Arc::clone(&self.core.shared.script);
+        let mut st = ctx.state.take().unwrap_or_else(|| MsgState::new(&script));
+        let (mut msg, rx, kind, held) = match susp.reply {
+            Some(held) => {
+                let held = *held;
+                let msg = held.msg.clone();
+                (msg, held.rx, RouteKind::Reply, Some(held))
+            }
+            None => (ctx.request.clone(), ctx.rx, RouteKind::Request, None),
+        };
+        let mut host = Host::new(&mut self.core, &mut msg, rx, kind);
+        host.txn = Some(id);
+        if let Some(h) = &held {
+            host.branch_idx = i32::from(h.matched.branch.0);
+        }
+        let failure = susp.carry.failure_status;
+        susp.carry.give_to(&mut host);
+        outputs.apply(&script, &mut st, &mut host);
+        let outcome = self
+            .interp
+            .resume(&script, susp.resume, rc, &mut st, &mut host);
+        let carry = Carry::take_from(&mut host, failure);
+        let op = host.suspended_op;
+        if let Outcome::Aborted(e) = &outcome {
+            self.core.stats.script_aborts += 1;
+            tracing::error!("resume route aborted: {e}");
+        }
+        ctx.state = Some(st);
+        match (outcome, op, held) {
+            (Outcome::Suspended { resume }, Some(op), held) => {
+                let reply = match held {
+                    Some(h) => Some(Box::new(HeldReply { msg, ..h })),
+                    None => {
+                        ctx.request = msg;
+                        None
+                    }
+                };
+                ctx.suspended.push(Suspension {
+                    op,
+                    resume,
+                    carry,
+                    reply,
+                });
+            }
+            (Outcome::Drop, _, Some(h)) if h.status < 200 => self.release_queued(h.queued),
+            (_, _, Some(h)) => {
+                self.core.forward_response_stateless(msg, h.rx);
+                self.release_queued(h.queued);
+            }
+            (_, _, None) => {}
+        }
+        if !ctx.suspended.is_empty() {
+            self.core.orphans.push((id, ctx));
         }
         self.run_deferred();
     }
@@ -1038,7 +1297,7 @@ impl Core {
         let pkt = write_reply(&ctx.request, &spec, &mut buf)
             .ok()
             .and_then(|n| buf.get(..n))
-            .map(Rc::from);
+            .map(Bytes::copy_from_slice);
         self.reply_buf = buf;
         pkt
     }
@@ -1061,7 +1320,7 @@ impl Core {
         sent_by.push_str(std::str::from_utf8(via.host).unwrap_or(""));
         let _ = write!(sent_by, ":{}", via.port.unwrap_or(5060));
         let now = cores::now();
-        let pkt: Pkt = Rc::from(msg.as_bytes());
+        let pkt: Pkt = msg.buffer().clone();
         let id = match self.table.insert(
             branch,
             &sent_by,
@@ -1085,31 +1344,23 @@ impl Core {
             }
         };
         self.stats.txn_created += 1;
-        let idx = id.index as usize;
-        if self.ctxs.len() <= idx {
-            self.ctxs.resize_with(idx + 1, || None);
-        }
         let to_tag = self.new_tag();
-        if let Some(slot) = self.ctxs.get_mut(idx) {
-            *slot = Some(TxnCtx {
-                generation: id.generation,
-                request: msg.clone(),
-                state: None,
-                rx,
-                upstream: Self::upstream_of(msg, rx),
-                to_tag,
-                armed,
-                dests: Vec::new(),
-                resolving: 0,
-                failure_held: false,
-                failover_due: Vec::new(),
-                timers: Vec::new(),
-                timer_seq: 0,
-                resume: None,
-                pending_op: None,
-                carry: Carry::default(),
-            });
-        }
+        *self.ctxs.slot(id.index as usize) = Some(TxnCtx {
+            generation: id.generation,
+            request: msg.clone(),
+            state: None,
+            rx,
+            upstream: Self::upstream_of(msg, rx),
+            to_tag,
+            armed,
+            dests: Vec::new(),
+            resolving: 0,
+            failure_held: false,
+            failover_due: Vec::new(),
+            timers: Vec::new(),
+            timer_seq: 0,
+            suspended: Vec::new(),
+        });
         if let Some(t) = self.table.get_mut(id) {
             t.set_on_failure(armed.on_failure.is_some());
         }
@@ -1249,7 +1500,7 @@ impl Core {
         }
         let mut bytes = Vec::with_capacity(m.written_len());
         m.write_to(&mut bytes);
-        let pkt: Pkt = Rc::from(bytes);
+        let pkt: Pkt = Bytes::from(bytes);
         let now = cores::now();
         let Some(txn) = self.table.get_mut(id) else {
             return Err(-1);
@@ -1324,7 +1575,7 @@ impl Core {
             let Some(sent) = self.table.get(id).and_then(|t| t.branch_request(b)) else {
                 continue;
             };
-            let Ok(mut m) = Message::parse_datagram(Bytes::copy_from_slice(sent)) else {
+            let Ok(mut m) = Message::parse_datagram(sent.clone()) else {
                 continue;
             };
             if m.strip_top_via().is_err() {
@@ -1445,8 +1696,8 @@ impl Core {
                 for t in ctx.timers.drain(..) {
                     cores::cancel_timer(t.wheel);
                 }
-                if ctx.pending_op.is_some() {
-                    // Its resume route must still run exactly once.
+                if !ctx.suspended.is_empty() {
+                    // Its resume routes must still run, each exactly once.
                     self.orphans.push((id, ctx));
                 }
             }
@@ -1454,13 +1705,17 @@ impl Core {
         self.table.remove(id);
     }
 
-    /// Takes the context of a transaction that ended while operation `op` was pending.
-    fn take_orphan(&mut self, id: TxnId, op: u64) -> Option<TxnCtx> {
+    /// Takes the context of a transaction that ended while operation `op` was pending,
+    /// with that operation's suspension (the caller puts the context back if others are
+    /// still pending).
+    fn take_orphan(&mut self, id: TxnId, op: u64) -> Option<(TxnCtx, Suspension)> {
         let pos = self
             .orphans
             .iter()
-            .position(|(i, c)| *i == id && c.pending_op == Some(op))?;
-        Some(self.orphans.swap_remove(pos).1)
+            .position(|(i, c)| *i == id && c.suspended.iter().any(|s| s.op == op))?;
+        let (_, mut ctx) = self.orphans.swap_remove(pos);
+        let susp = ctx.take_suspension(op)?;
+        Some((ctx, susp))
     }
 
     fn set_timer(&mut self, id: TxnId, timer: TimerId, deadline: Instant) {
@@ -1508,8 +1763,7 @@ impl Core {
                     // The server transaction's own request (100, 408, 487, 500...).
                     let req = ctx.request.clone();
                     self.send_reply_bytes(&req, rx, to, status, reason_of(status), &tag);
-                } else if let Ok(cancel) = Message::parse_datagram(Bytes::copy_from_slice(&request))
-                {
+                } else if let Ok(cancel) = Message::parse_datagram(request) {
                     self.send_reply_bytes(&cancel, rx, to, status, reason_of(status), &tag);
                 }
             }
@@ -1530,7 +1784,7 @@ impl Core {
         else {
             return;
         };
-        let Ok(req) = Message::parse_datagram(Bytes::copy_from_slice(&req)) else {
+        let Ok(req) = Message::parse_datagram(req) else {
             return;
         };
         let method = if response.is_some() { "ACK" } else { "CANCEL" };
@@ -1548,7 +1802,7 @@ impl Core {
         let from = req.header(HeaderName::From).unwrap_or(b"");
         let _ = write!(s, "From: {}\r\n", String::from_utf8_lossy(from));
         let to: Vec<u8> = match response {
-            Some(resp) => Message::parse_datagram(Bytes::copy_from_slice(resp))
+            Some(resp) => Message::parse_datagram(resp.clone())
                 .ok()
                 .and_then(|r| r.header(HeaderName::To).map(<[u8]>::to_vec))
                 .unwrap_or_default(),

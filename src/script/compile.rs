@@ -533,10 +533,17 @@ impl Compiler<'_> {
                 );
             }
             if s.is_async && m & !ASYNC_ROUTES != 0 {
+                let why = if m & !ASYNC_ROUTES & RouteKind::Branch.bit() != 0 {
+                    ": a branch is not held while an operation runs (OpenSIPS does not \
+                     suspend branch routes either); do the lookup in the request route \
+                     before t_relay()"
+                } else {
+                    ""
+                };
                 self.diags.error(
                     s.span,
                     format!(
-                        "`async()` cannot be used in {} (allowed in: {})",
+                        "`async()` cannot be used in {} (allowed in: {}){why}",
                         kinds_of(m & !ASYNC_ROUTES),
                         kinds_of(ASYNC_ROUTES)
                     ),

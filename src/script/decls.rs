@@ -23,10 +23,13 @@ pub const EVENT: RouteMask = RouteKind::Event.bit();
 /// Routes that run with a SIP message.
 pub const MSG: RouteMask = REQ | REPLY | FAIL | BRANCH | ERROR | LOCAL;
 pub const ANY: RouteMask = MSG | STARTUP | TIMER | EVENT;
-/// Routes in which `async()` may be used.
-/// Where `async()` may stand. OpenSIPS also allows onreply and branch routes; ringsip does
-/// not suspend a reply or a branch yet, and says so at start rather than at call time.
-pub const ASYNC_ROUTES: RouteMask = REQ | FAIL;
+/// Where `async()` may stand: the routes where a transaction waits for the script — the
+/// request route, failure routes, and onreply routes (the reply is held until the resume
+/// route ran). Not branch routes: OpenSIPS does not suspend a branch either (its manual
+/// lists branch_route as "may be included in the future"; its tm module runs the function
+/// synchronously there, which on a ringsip core would block every call), so ringsip
+/// refuses it at start (`docs/async.md`).
+pub const ASYNC_ROUTES: RouteMask = REQ | FAIL | REPLY;
 
 /// What kind of argument a function parameter takes; checked and pre-parsed at compile
 /// time, delivered to the implementation as the matching `Arg` variant.
