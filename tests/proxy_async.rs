@@ -882,6 +882,7 @@ fn a_reply_held_past_the_end_of_its_transaction_resumes_once_and_goes_on_statele
         r#"{MODULES}
 modparam("tm", "fr_timeout", 1)
 modparam("tm", "T1_timer", 20)
+modparam("tm", "wt_timer", 1)
 route {{
     t_on_reply("r");
     t_relay();
@@ -900,7 +901,7 @@ route[back] {{
     uac.send(&msg.render(uac.addr), proxy.addr);
     let (m, from) = uas.expect_request(&msg.call_id, "MESSAGE");
     uas.send(&common::reply(&m, 200, "OK", Some("u6"), None), from);
-    // fr_timer gives up on the (held) branch: 408; Timer J (64*T1) then ends it.
+    // fr_timer gives up on the (held) branch: 408; Timer J (wt_timer, 1 s) then ends it.
     uac.expect_status(&msg.call_id, "MESSAGE", 408);
     assert!(proxy.saw_log("orphan reply resumed rc=1 rs=200", Duration::from_secs(4)));
     // With its transaction gone, the reply goes on as any late reply would: by its Via.
@@ -922,6 +923,7 @@ fn a_resume_route_of_an_ended_transaction_may_suspend_again() {
     let script = format!(
         r#"{MODULES}
 modparam("tm", "T1_timer", 20)
+modparam("tm", "wt_timer", 1)
 route {{
     t_reply(200, "early");
     async(usleep(1800000), first);
