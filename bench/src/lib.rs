@@ -12,6 +12,7 @@
 pub mod cli;
 pub mod driver;
 pub mod engine;
+pub mod frame;
 pub mod msg;
 pub mod report;
 pub mod ring;
