@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::cli::RunArgs;
-use crate::engine::{Uac, UacConfig, UacStats};
+use crate::engine::{Transport, Uac, UacConfig, UacStats};
 use crate::report::{self, Cpu, Report};
 
 /// Why a run could not be set up.
@@ -114,6 +114,7 @@ impl ShardPlan {
                 target: bind,
                 ruri: String::new(),
                 locals: Vec::new(),
+                transport: Transport::Udp,
                 rate: 0.0,
                 concurrency: 1,
                 max_calls: Some(0),
@@ -178,6 +179,7 @@ pub(crate) fn plan_run(args: &RunArgs) -> Result<Vec<ShardPlan>, SetupError> {
                 target: args.target,
                 ruri: ruri.clone(),
                 locals: Vec::new(),
+                transport: Transport::Udp,
                 rate,
                 concurrency,
                 max_calls: args.calls.map(share),
@@ -289,6 +291,7 @@ pub(crate) fn finish_run(
     let report = Report::new(
         crate::engine::Scenario::from(args.scenario).name(),
         &args.target.to_string(),
+        Transport::Udp.name(),
         args.rate,
         duration,
         &stats,

@@ -134,8 +134,7 @@ impl Framer {
 fn content_length(head: &[u8]) -> Result<usize, FrameError> {
     let mut found: Option<usize> = None;
     for h in msg::headers(head) {
-        if !(h.name.eq_ignore_ascii_case(b"content-length") || h.name.eq_ignore_ascii_case(b"l"))
-        {
+        if !(h.name.eq_ignore_ascii_case(b"content-length") || h.name.eq_ignore_ascii_case(b"l")) {
             continue;
         }
         let v = h.value;
@@ -226,7 +225,11 @@ mod tests {
         all.extend_from_slice(A);
         for cut in 1..all.len() {
             let (got, err) = feed(&mut Framer::default(), &[&all[..cut], &all[cut..]]);
-            assert_eq!((got, err), (vec![m.to_vec(), A.to_vec()], None), "cut {cut}");
+            assert_eq!(
+                (got, err),
+                (vec![m.to_vec(), A.to_vec()], None),
+                "cut {cut}"
+            );
         }
     }
 
