@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::cli::{RunArgs, DEFAULT_SOCKETS};
-use crate::engine::{Transport, Uac, UacConfig, UacStats};
+use crate::engine::{Transport, Uac, UacConfig, UacStats, UasStats};
 use crate::report::{self, Cpu, Report};
 
 /// Why a run could not be set up.
@@ -75,20 +75,24 @@ pub(crate) struct Progress {
 /// What a UAC shard hands back.
 pub(crate) struct UacShardResult {
     pub stats: UacStats,
+    /// The in-process UAS's counters when the UAC finished (`run --uas`).
+    pub uas: Option<UasStats>,
     pub started_at: Option<Instant>,
     pub finished_at: Option<Instant>,
 }
 
 impl UacShardResult {
-    pub fn of(uac: Option<Uac>) -> UacShardResult {
+    pub fn of(uac: Option<Uac>, uas: Option<UasStats>) -> UacShardResult {
         match uac {
             Some(u) => UacShardResult {
                 started_at: u.started_at(),
                 finished_at: u.finished_at(),
                 stats: u.stats,
+                uas,
             },
             None => UacShardResult {
                 stats: UacStats::default(),
+                uas,
                 started_at: None,
                 finished_at: None,
             },
@@ -298,10 +302,14 @@ pub(crate) fn finish_run(
     results: Vec<UacShardResult>,
 ) -> Result<Report, SetupError> {
     let mut stats = UacStats::default();
+    let mut uas: Option<UasStats> = None;
     let mut first: Option<Instant> = None;
     let mut last: Option<Instant> = None;
     for r in results {
         stats.merge(&r.stats);
+        if let Some(u) = &r.uas {
+            uas.get_or_insert_with(UasStats::default).merge(u);
+        }
         first = match (first, r.started_at) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -315,7 +323,7 @@ pub(crate) fn finish_run(
         (Some(a), Some(b)) => b.saturating_duration_since(a),
         _ => Duration::ZERO,
     };
-    let report = Report::new(
+    let mut report = Report::new(
         crate::engine::Scenario::from(args.scenario).name(),
         &args.target.to_string(),
         Transport::from(args.transport).name(),
@@ -324,6 +332,9 @@ pub(crate) fn finish_run(
         &stats,
         Cpu::of_process(),
     );
+    if let Some(u) = uas {
+        report.set_uas(&u);
+    }
     let mut table = Vec::new();
     let _ = report.write_table(&mut table);
     eprint!("{}", String::from_utf8_lossy(&table));

@@ -9,7 +9,7 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::engine::{ConnErrors, Failures, UacStats};
+use crate::engine::{ConnErrors, Failures, UacStats, UasStats};
 
 /// Percentiles of one latency histogram, in microseconds.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
@@ -74,6 +74,17 @@ impl From<Failures> for FailureCounts {
 pub struct ConnectionReport {
     pub opened: u64,
     pub errors: ConnErrorCounts,
+    /// With an in-process UAS (`run --uas`): the connections it accepted and the
+    /// errors that closed them (e.g. `write_backlog` when the proxy stops reading).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uas: Option<UasConnectionReport>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct UasConnectionReport {
+    pub accepted: u64,
+    pub rejected: u64,
+    pub errors: ConnErrorCounts,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
@@ -87,6 +98,25 @@ pub struct ConnErrorCounts {
     pub too_large: u64,
     pub write_backlog: u64,
     pub other: u64,
+}
+
+impl ConnErrorCounts {
+    /// `refused 0, connect timeout 0, ...` for the table.
+    fn describe(&self) -> String {
+        format!(
+            "refused {}, connect timeout {}, reset {}, closed {}, no Content-Length {}, \
+             bad Content-Length {}, too large {}, write backlog {}, other {}",
+            self.refused,
+            self.connect_timeout,
+            self.reset,
+            self.closed,
+            self.missing_content_length,
+            self.bad_content_length,
+            self.too_large,
+            self.write_backlog,
+            self.other
+        )
+    }
 }
 
 impl From<ConnErrors> for ConnErrorCounts {
@@ -204,8 +234,21 @@ impl Report {
             connections: ConnectionReport {
                 opened: stats.connections_opened,
                 errors: stats.connection_errors.into(),
+                uas: None,
             },
         }
+    }
+
+    /// Adds the in-process UAS's connection counters (TCP runs with `--uas`).
+    pub fn set_uas(&mut self, uas: &UasStats) {
+        if self.transport == "udp" {
+            return;
+        }
+        self.connections.uas = Some(UasConnectionReport {
+            accepted: uas.connections_accepted,
+            rejected: uas.connections_rejected,
+            errors: uas.connection_errors.into(),
+        });
     }
 
     pub fn to_json(&self) -> String {
@@ -248,23 +291,21 @@ impl Report {
             }
         )?;
         if self.transport != "udp" {
-            let e = &self.connections.errors;
             writeln!(
                 w,
-                "connections opened {}  errors: refused {}, connect timeout {}, reset {}, \
-                 closed {}, no Content-Length {}, bad Content-Length {}, too large {}, \
-                 write backlog {}, other {}",
+                "connections opened {}  errors: {}",
                 self.connections.opened,
-                e.refused,
-                e.connect_timeout,
-                e.reset,
-                e.closed,
-                e.missing_content_length,
-                e.bad_content_length,
-                e.too_large,
-                e.write_backlog,
-                e.other
+                self.connections.errors.describe()
             )?;
+            if let Some(u) = &self.connections.uas {
+                writeln!(
+                    w,
+                    "UAS connections accepted {} rejected {}  errors: {}",
+                    u.accepted,
+                    u.rejected,
+                    u.errors.describe()
+                )?;
+            }
         }
         writeln!(
             w,
@@ -463,5 +504,25 @@ mod tests {
             "{table}"
         );
         assert!(table.contains("no Content-Length 1,"), "{table}");
+        assert!(!table.contains("UAS connections"), "{table}");
+        assert!(v["connections"].get("uas").is_none());
+        let mut uas = UasStats {
+            connections_accepted: 2,
+            ..Default::default()
+        };
+        uas.connection_errors.write_backlog = 1;
+        let mut r = r;
+        r.set_uas(&uas);
+        let v: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+        assert_eq!(v["connections"]["uas"]["accepted"], 2);
+        assert_eq!(v["connections"]["uas"]["errors"]["write_backlog"], 1);
+        let mut table = Vec::new();
+        r.write_table(&mut table).unwrap();
+        let table = String::from_utf8(table).unwrap();
+        assert!(
+            table.contains("UAS connections accepted 2 rejected 0  errors: refused 0,"),
+            "{table}"
+        );
+        assert!(table.contains("write backlog 1,"), "{table}");
     }
 }

@@ -135,7 +135,8 @@ impl ShardState {
                         self.id, self.send_errors
                     );
                 }
-                let result = UacShardResult::of(self.uac.take());
+                let uas = self.uas.as_ref().map(|u| u.stats);
+                let result = UacShardResult::of(self.uac.take(), uas);
                 if let Some(tx) = self.done.take() {
                     let _ = tx.send((self.id, result));
                 }

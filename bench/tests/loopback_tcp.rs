@@ -163,6 +163,8 @@ fn tcp_call_scenario_against_the_uas() {
     assert_eq!(v["unparsable"], 0);
     assert_eq!(v["connections"]["opened"], 4);
     assert_no_connection_errors(&v);
+    // The UAS is another process: no in-process UAS counters.
+    assert!(v["connections"].get("uas").is_none(), "{v}");
     for h in ["invite_180", "invite_200", "bye_200"] {
         assert_eq!(v["latency_us"][h]["count"], 300, "{h}");
     }
@@ -229,6 +231,13 @@ fn tcp_in_process_uas_on_two_shards() {
     // At least one connection per shard: 3 over 2 shards.
     assert_eq!(v["connections"]["opened"], 3);
     assert_no_connection_errors(&v);
+    // The in-process UAS's side, summed over its two shards.
+    let uas = &v["connections"]["uas"];
+    assert_eq!(uas["accepted"], 3, "{v}");
+    assert_eq!(uas["rejected"], 0);
+    for (k, n) in uas["errors"].as_object().unwrap() {
+        assert_eq!(n, 0, "UAS connection error {k}: {v}");
+    }
 }
 
 #[test]

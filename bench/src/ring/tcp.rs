@@ -277,6 +277,11 @@ impl ShardState {
             Side::Uas => {
                 if let (Some(uas), Some(e)) = (&mut self.uas, why) {
                     uas.stats.connection_errors.count(e);
+                    eprintln!(
+                        "ringsip-load: shard {}: UAS connection {id} closed: {}",
+                        self.id,
+                        e.name()
+                    );
                 }
                 if let Some(conns) = self.conns(side) {
                     conns.remove(id as usize);
