@@ -34,7 +34,8 @@ bench:
 bench-instructions *paths:
     bench/instructions.sh {{paths}}
 
-# The load generator, e.g. `just load run --target 127.0.0.1:5060 --scenario call --uas 127.0.0.1:5070`.
+# The load generator, e.g. `just load run --target 127.0.0.1:5060 --scenario call --uas 127.0.0.1:5070`;
+# over TCP add `--transport tcp [--connections N]` (usage: bench/compare/README.md).
 load *args:
     cargo run --release -p ringsip-bench --bin ringsip-load -- {{args}}
 

@@ -1,13 +1,14 @@
 //! The command line, as fixed by `LOADGEN_CONTRACT.md`: `ringsip-load run ...` and
 //! `ringsip-load uas ...`. Only parsing and validation live here; [`crate::driver`] runs
-//! what was asked. `--timeout-ms` is an addition (Timer B/F, default 32 s).
+//! what was asked. Additions: `--timeout-ms` (Timer B/F, default 32 s), `--transport`,
+//! `--connections` and `--connect-timeout-ms` (SIP over TCP).
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::engine::Scenario;
+use crate::engine::{Scenario, Transport};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -45,6 +46,25 @@ impl From<ScenarioArg> for Scenario {
     }
 }
 
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum TransportArg {
+    #[default]
+    Udp,
+    Tcp,
+}
+
+impl From<TransportArg> for Transport {
+    fn from(t: TransportArg) -> Transport {
+        match t {
+            TransportArg::Udp => Transport::Udp,
+            TransportArg::Tcp => Transport::Tcp,
+        }
+    }
+}
+
+/// Default number of UAC source ports (UDP) or connections (TCP).
+pub const DEFAULT_SOCKETS: u16 = 8;
+
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
     /// Where every request is sent (the proxy, or a UAS directly).
@@ -77,9 +97,19 @@ pub struct RunArgs {
     /// Source IP of the UAC sockets (default: the route's source toward --target).
     #[arg(long)]
     pub local_ip: Option<IpAddr>,
-    /// UAC source ports (sockets), spread over the proxy's shards.
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
-    pub ports: u16,
+    /// SIP transport of the UAC (and of the in-process UAS).
+    #[arg(long, value_enum, default_value_t = TransportArg::Udp)]
+    pub transport: TransportArg,
+    /// UDP: UAC source ports (sockets), spread over the proxy's shards [default: 8].
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    pub ports: Option<u16>,
+    /// TCP: connections to --target, spread over its workers; calls are dealt to them
+    /// round-robin [default: 8].
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    pub connections: Option<u16>,
+    /// TCP: how long a connect may take before it counts as `connect_timeout`.
+    #[arg(long, default_value_t = 3_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub connect_timeout_ms: u64,
     /// CPUs to pin the generator's shards to, e.g. `0`, `2,3` or `0-3` (one shard each).
     #[arg(long, value_parser = cpu_list)]
     pub cpus: Option<CpuList>,
@@ -100,6 +130,9 @@ pub struct UasArgs {
     /// Address to answer on.
     #[arg(long, value_name = "IP:PORT")]
     pub bind: SocketAddr,
+    /// Listen for SIP over UDP or over TCP (answers go back on the request's connection).
+    #[arg(long, value_enum, default_value_t = TransportArg::Udp)]
+    pub transport: TransportArg,
     /// CPUs to pin the UAS shards to (one shard each, all bound with SO_REUSEPORT).
     #[arg(long, value_parser = cpu_list)]
     pub cpus: Option<CpuList>,
@@ -180,7 +213,10 @@ mod tests {
         assert_eq!(r.calls, None);
         assert_eq!(r.duration, 10.0);
         assert_eq!(r.hold_ms, 0);
-        assert_eq!(r.ports, 8);
+        assert_eq!(r.ports, None);
+        assert_eq!(r.transport, TransportArg::Udp);
+        assert_eq!(r.connections, None);
+        assert_eq!(r.connect_timeout_ms, 3_000);
         assert_eq!(r.timeout_ms, 32_000);
         assert!(!r.quiet);
     }
@@ -221,6 +257,47 @@ mod tests {
         assert_eq!(r.cpus, Some(CpuList(vec![0, 2, 3])));
         assert_eq!(r.json.as_deref(), Some(std::path::Path::new("-")));
         assert_eq!(r.uas, Some("10.0.0.2:5080".parse().unwrap()));
+        assert_eq!(r.ports, Some(16));
+    }
+
+    #[test]
+    fn tcp_options() {
+        let cli = parse(&[
+            "run",
+            "--target",
+            "127.0.0.1:5060",
+            "--scenario",
+            "call",
+            "--transport",
+            "tcp",
+            "--connections",
+            "3",
+            "--connect-timeout-ms",
+            "500",
+        ])
+        .unwrap();
+        let Command::Run(r) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(r.transport, TransportArg::Tcp);
+        assert_eq!(r.connections, Some(3));
+        assert_eq!(r.connect_timeout_ms, 500);
+        let cli = parse(&["uas", "--bind", "127.0.0.1:5080", "--transport", "tcp"]).unwrap();
+        let Command::Uas(u) = cli.command else {
+            panic!("not uas")
+        };
+        assert_eq!(u.transport, TransportArg::Tcp);
+        for bad in [
+            &["--transport", "sctp"][..],
+            &["--transport", "tcp", "--connections", "0"],
+            &["--transport", "tcp", "--connect-timeout-ms", "0"],
+        ] {
+            let args: Vec<&str> = ["run", "--target", "127.0.0.1:1", "--scenario", "call"]
+                .into_iter()
+                .chain(bad.iter().copied())
+                .collect();
+            assert_eq!(parse(&args).unwrap_err().exit_code(), 2, "{bad:?}");
+        }
     }
 
     #[test]

@@ -13,15 +13,21 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::cli::RunArgs;
-use crate::engine::{Uac, UacConfig, UacStats};
+use crate::cli::{RunArgs, DEFAULT_SOCKETS};
+use crate::engine::{Transport, Uac, UacConfig, UacStats, UasStats};
 use crate::report::{self, Cpu, Report};
 
 /// Why a run could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
-    #[error("cannot bind UDP {addr}: {source}")]
-    Bind { addr: SocketAddr, source: io::Error },
+    #[error("{0}")]
+    Usage(String),
+    #[error("cannot bind {transport} {addr}: {source}")]
+    Bind {
+        transport: &'static str,
+        addr: SocketAddr,
+        source: io::Error,
+    },
     #[error("cannot find the local address toward {target}: {source}")]
     Route {
         target: SocketAddr,
@@ -69,20 +75,24 @@ pub(crate) struct Progress {
 /// What a UAC shard hands back.
 pub(crate) struct UacShardResult {
     pub stats: UacStats,
+    /// The in-process UAS's counters when the UAC finished (`run --uas`).
+    pub uas: Option<UasStats>,
     pub started_at: Option<Instant>,
     pub finished_at: Option<Instant>,
 }
 
 impl UacShardResult {
-    pub fn of(uac: Option<Uac>) -> UacShardResult {
+    pub fn of(uac: Option<Uac>, uas: Option<UasStats>) -> UacShardResult {
         match uac {
             Some(u) => UacShardResult {
                 started_at: u.started_at(),
                 finished_at: u.finished_at(),
                 stats: u.stats,
+                uas,
             },
             None => UacShardResult {
                 stats: UacStats::default(),
+                uas,
                 started_at: None,
                 finished_at: None,
             },
@@ -95,8 +105,11 @@ pub(crate) struct ShardPlan {
     pub cpu: Option<usize>,
     /// The UAC's configuration; `locals` is filled once the sockets are bound.
     pub cfg: UacConfig,
-    /// How many UAC source sockets this shard binds (port 0 on `local_ip`).
+    /// How many UAC source sockets this shard binds (UDP, port 0 on `local_ip`) or
+    /// connections it opens to the target (TCP, from `local_ip`).
     pub ports: usize,
+    /// TCP: how long a connect may take.
+    pub connect_timeout: Duration,
     pub local_ip: IpAddr,
     /// The in-process UAS address, if any (every shard binds it).
     pub uas: Option<SocketAddr>,
@@ -105,8 +118,8 @@ pub(crate) struct ShardPlan {
 }
 
 impl ShardPlan {
-    /// A shard that only answers, on `bind`.
-    pub fn uas_only(bind: SocketAddr, reuseport: bool) -> ShardPlan {
+    /// A shard that only answers, on `bind` over `transport`.
+    pub fn uas_only(bind: SocketAddr, transport: Transport, reuseport: bool) -> ShardPlan {
         ShardPlan {
             cpu: None,
             cfg: UacConfig {
@@ -114,6 +127,7 @@ impl ShardPlan {
                 target: bind,
                 ruri: String::new(),
                 locals: Vec::new(),
+                transport,
                 rate: 0.0,
                 concurrency: 1,
                 max_calls: Some(0),
@@ -125,6 +139,7 @@ impl ShardPlan {
                 max_in_flight: 1,
             },
             ports: 0,
+            connect_timeout: Duration::ZERO,
             local_ip: bind.ip(),
             uas: Some(bind),
             reuseport,
@@ -133,8 +148,23 @@ impl ShardPlan {
 }
 
 /// Splits `run`'s load over the shards: rate, calls and concurrency are divided, source
-/// ports dealt out round-robin (at least one per shard).
+/// ports (UDP) or connections (TCP) dealt out round-robin (at least one per shard).
 pub(crate) fn plan_run(args: &RunArgs) -> Result<Vec<ShardPlan>, SetupError> {
+    let transport = Transport::from(args.transport);
+    let sockets = match (transport, args.ports, args.connections) {
+        (Transport::Udp, _, Some(_)) => {
+            return Err(SetupError::Usage(
+                "--connections applies to --transport tcp (UDP: --ports)".into(),
+            ))
+        }
+        (Transport::Tcp, Some(_), _) => {
+            return Err(SetupError::Usage(
+                "--ports applies to --transport udp (TCP: --connections)".into(),
+            ))
+        }
+        (Transport::Udp, p, None) => p.unwrap_or(DEFAULT_SOCKETS),
+        (Transport::Tcp, None, c) => c.unwrap_or(DEFAULT_SOCKETS),
+    };
     let cpus: Vec<Option<usize>> = match &args.cpus {
         Some(l) => l.0.iter().map(|c| Some(*c)).collect(),
         None => vec![None],
@@ -150,15 +180,16 @@ pub(crate) fn plan_run(args: &RunArgs) -> Result<Vec<ShardPlan>, SetupError> {
             target: args.target,
         });
     }
+    let tparam = transport.uri_param();
     let ruri = match (&args.ruri, args.uas) {
         (Some(r), _) => r.clone(),
-        (None, Some(uas)) => format!("sip:uas@{uas}"),
-        (None, None) => format!("sip:uas@{}", args.target),
+        (None, Some(uas)) => format!("sip:uas@{uas}{tparam}"),
+        (None, None) => format!("sip:uas@{}{tparam}", args.target),
     };
     let nonce = run_nonce();
     let timeout = Duration::from_millis(args.timeout_ms);
     let hold = Duration::from_millis(args.hold_ms);
-    let ports = usize::from(args.ports).max(shards);
+    let ports = usize::from(sockets).max(shards);
     let mut plans = Vec::with_capacity(shards);
     for (s, cpu) in cpus.iter().enumerate() {
         let share =
@@ -178,6 +209,7 @@ pub(crate) fn plan_run(args: &RunArgs) -> Result<Vec<ShardPlan>, SetupError> {
                 target: args.target,
                 ruri: ruri.clone(),
                 locals: Vec::new(),
+                transport,
                 rate,
                 concurrency,
                 max_calls: args.calls.map(share),
@@ -189,6 +221,7 @@ pub(crate) fn plan_run(args: &RunArgs) -> Result<Vec<ShardPlan>, SetupError> {
                 max_in_flight,
             },
             ports: (s..ports).step_by(shards).count(),
+            connect_timeout: Duration::from_millis(args.connect_timeout_ms),
             local_ip,
             uas: args.uas,
             reuseport: shards > 1,
@@ -269,10 +302,14 @@ pub(crate) fn finish_run(
     results: Vec<UacShardResult>,
 ) -> Result<Report, SetupError> {
     let mut stats = UacStats::default();
+    let mut uas: Option<UasStats> = None;
     let mut first: Option<Instant> = None;
     let mut last: Option<Instant> = None;
     for r in results {
         stats.merge(&r.stats);
+        if let Some(u) = &r.uas {
+            uas.get_or_insert_with(UasStats::default).merge(u);
+        }
         first = match (first, r.started_at) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -286,14 +323,18 @@ pub(crate) fn finish_run(
         (Some(a), Some(b)) => b.saturating_duration_since(a),
         _ => Duration::ZERO,
     };
-    let report = Report::new(
+    let mut report = Report::new(
         crate::engine::Scenario::from(args.scenario).name(),
         &args.target.to_string(),
+        Transport::from(args.transport).name(),
         args.rate,
         duration,
         &stats,
         Cpu::of_process(),
     );
+    if let Some(u) = uas {
+        report.set_uas(&u);
+    }
     let mut table = Vec::new();
     let _ = report.write_table(&mut table);
     eprint!("{}", String::from_utf8_lossy(&table));

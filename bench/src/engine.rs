@@ -2,12 +2,19 @@
 //! responses, [`Uas`] answers requests. Both take a datagram (or a tick) and `now`, and
 //! append what to send to an [`Outbox`]; they never touch a socket or a clock.
 //!
-//! UAC (RFC 3261 §17.1): one transaction at a time per call slot. Requests are sent
-//! unreliably with Timer A/E back-off (T1 = 500 ms doubling; non-INVITE capped at
-//! T2 = 4 s, INVITE retransmissions stop on a provisional response) and a transaction
-//! time-out (Timer B/F, 64·T1 by default, configurable) that fails the call as `timeout`.
+//! UAC (RFC 3261 §17.1): one transaction at a time per call slot. Over UDP requests are
+//! retransmitted with Timer A/E back-off (T1 = 500 ms doubling; non-INVITE capped at
+//! T2 = 4 s, INVITE retransmissions stop on a provisional response); over TCP they are
+//! sent once (§17.1.1.2, §17.1.2.2: Timers A and E are not started on a reliable
+//! transport). Either way a transaction time-out (Timer B/F, 64·T1 by default,
+//! configurable) fails the call as `timeout`.
 //! A final non-2xx response to INVITE is ACKed in its transaction (same branch); a 2xx is
 //! ACKed with a new branch, and a retransmitted 2xx is ACKed again (§13.2.2.4).
+//!
+//! A call is sent from one source socket (UDP) or over one connection (TCP), its `local`
+//! index, chosen round-robin among those still usable. When the driver reports a
+//! connection lost ([`Uac::connection_lost`]) the calls on it fail as `connection` at once
+//! and new calls avoid it; with none left, no more calls start.
 //!
 //! Call slots live in a slab; the Call-ID carries the slot index and its generation
 //! (see [`crate::template`]), so matching a response is a hex decode, not a lookup.
@@ -22,7 +29,9 @@
 //! Call-ID, so a retransmitted INVITE gets the same answers. A 200 to INVITE is kept and
 //! retransmitted until its ACK arrives (Timer G, T1 doubling to T2) or for at most 64·T1
 //! (Timer H), RFC 3261 §13.3.1.4; the table of them is bounded ([`MAX_PENDING_2XX`]).
-//! Responses go to the datagram's source address (what a proxy expects, RFC 3581-style).
+//! Responses go to the datagram's source address (what a proxy expects, RFC 3581-style);
+//! over TCP, `local` names the connection the request came on and responses go back on
+//! it (RFC 3261 §18.2.2), the 2xx retransmissions too (§13.3.1.4 applies end to end).
 //!
 //! In-dialog requests (the ACK to a 2xx, BYE) follow the dialog learnt from the 2xx
 //! (§12.1.2, §12.2.1.1): Request-URI = the Contact URI, and a `Route:` line with the
@@ -36,7 +45,9 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
+use crate::frame::FrameError;
 use crate::msg::{self, HeaderName, StartLine};
+pub use crate::template::Transport;
 use crate::template::{self, Templates, KEY_LEN};
 
 /// RFC 3261 Timer T1.
@@ -84,7 +95,7 @@ pub struct Outbox {
 
 #[derive(Debug, Clone, Copy)]
 struct OutDatagram {
-    local: u16,
+    local: u32,
     to: SocketAddr,
     start: usize,
     end: usize,
@@ -111,10 +122,11 @@ impl Outbox {
         self.items.clear();
     }
 
-    /// Datagram `i`: (index of the local socket to send it from, destination, bytes).
+    /// Datagram `i`: (index of the local socket to send it from, or id of the
+    /// connection to send it on; destination; bytes).
     pub fn get(&self, i: usize) -> Option<(usize, SocketAddr, &[u8])> {
         let d = self.items.get(i)?;
-        Some((usize::from(d.local), d.to, self.buf.get(d.start..d.end)?))
+        Some((d.local as usize, d.to, self.buf.get(d.start..d.end)?))
     }
 
     /// The last datagram appended.
@@ -129,7 +141,7 @@ impl Outbox {
     fn push_with(&mut self, local: usize, to: SocketAddr, write: impl FnOnce(&mut Vec<u8>)) {
         let start = self.buf.len();
         write(&mut self.buf);
-        let local = u16::try_from(local).unwrap_or(u16::MAX);
+        let local = u32::try_from(local).unwrap_or(u32::MAX);
         self.items.push(OutDatagram {
             local,
             to,
@@ -147,11 +159,18 @@ pub struct Failures {
     pub status_5xx: u64,
     pub status_6xx: u64,
     pub other: u64,
+    /// The call's connection was lost (TCP) before the call ended.
+    pub connection: u64,
 }
 
 impl Failures {
     pub fn total(&self) -> u64 {
-        self.timeout + self.status_4xx + self.status_5xx + self.status_6xx + self.other
+        self.timeout
+            + self.status_4xx
+            + self.status_5xx
+            + self.status_6xx
+            + self.other
+            + self.connection
     }
 
     fn add(&mut self, o: &Failures) {
@@ -160,6 +179,7 @@ impl Failures {
         self.status_5xx += o.status_5xx;
         self.status_6xx += o.status_6xx;
         self.other += o.other;
+        self.connection += o.connection;
     }
 
     fn count_status(&mut self, code: u16) {
@@ -168,6 +188,138 @@ impl Failures {
             500..=599 => self.status_5xx += 1,
             600..=699 => self.status_6xx += 1,
             _ => self.other += 1,
+        }
+    }
+}
+
+/// Why a connection failed or was closed (TCP).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnError {
+    /// The connect was refused (nobody listens).
+    Refused,
+    /// The connect did not complete within its time-out.
+    ConnectTimeout,
+    /// Reset by the peer, or a write on a connection the peer had closed.
+    Reset,
+    /// The peer closed the connection while it was still needed.
+    Closed,
+    /// A message without Content-Length (mandatory on streams, RFC 3261 §18.3).
+    MissingContentLength,
+    /// A Content-Length that is not a number, or two that differ.
+    BadContentLength,
+    /// A message longer than the framing limit.
+    TooLarge,
+    /// More bytes queued for a connection than its limit: the peer does not read.
+    WriteBacklog,
+    /// Any other I/O error (the driver logs it).
+    Other,
+}
+
+impl ConnError {
+    /// The reason a failed connect stands for.
+    pub fn of_connect(e: &std::io::Error) -> ConnError {
+        match e.kind() {
+            std::io::ErrorKind::ConnectionRefused => ConnError::Refused,
+            std::io::ErrorKind::TimedOut => ConnError::ConnectTimeout,
+            _ => ConnError::of_io(e),
+        }
+    }
+
+    /// The reason a read or write error on an established connection stands for.
+    pub fn of_io(e: &std::io::Error) -> ConnError {
+        use std::io::ErrorKind;
+        match e.kind() {
+            // The kernel gave up on the peer (retransmission or keep-alive time-out).
+            ErrorKind::TimedOut
+            | ErrorKind::ConnectionReset
+            | ErrorKind::ConnectionAborted
+            | ErrorKind::BrokenPipe
+            | ErrorKind::NotConnected => ConnError::Reset,
+            ErrorKind::UnexpectedEof => ConnError::Closed,
+            _ => ConnError::Other,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ConnError::Refused => "refused",
+            ConnError::ConnectTimeout => "connect_timeout",
+            ConnError::Reset => "reset",
+            ConnError::Closed => "closed",
+            ConnError::MissingContentLength => "missing_content_length",
+            ConnError::BadContentLength => "bad_content_length",
+            ConnError::TooLarge => "too_large",
+            ConnError::WriteBacklog => "write_backlog",
+            ConnError::Other => "other",
+        }
+    }
+}
+
+impl From<FrameError> for ConnError {
+    fn from(e: FrameError) -> ConnError {
+        match e {
+            FrameError::MissingContentLength => ConnError::MissingContentLength,
+            FrameError::BadContentLength => ConnError::BadContentLength,
+            FrameError::TooLarge => ConnError::TooLarge,
+        }
+    }
+}
+
+/// Connection errors by reason (see [`ConnError`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConnErrors {
+    pub refused: u64,
+    pub connect_timeout: u64,
+    pub reset: u64,
+    pub closed: u64,
+    pub missing_content_length: u64,
+    pub bad_content_length: u64,
+    pub too_large: u64,
+    pub write_backlog: u64,
+    pub other: u64,
+}
+
+impl ConnErrors {
+    pub fn count(&mut self, e: ConnError) {
+        *self.counter(e) += 1;
+    }
+
+    fn counter(&mut self, e: ConnError) -> &mut u64 {
+        match e {
+            ConnError::Refused => &mut self.refused,
+            ConnError::ConnectTimeout => &mut self.connect_timeout,
+            ConnError::Reset => &mut self.reset,
+            ConnError::Closed => &mut self.closed,
+            ConnError::MissingContentLength => &mut self.missing_content_length,
+            ConnError::BadContentLength => &mut self.bad_content_length,
+            ConnError::TooLarge => &mut self.too_large,
+            ConnError::WriteBacklog => &mut self.write_backlog,
+            ConnError::Other => &mut self.other,
+        }
+    }
+
+    /// Every reason with its count, in a fixed order.
+    pub fn by_reason(&self) -> [(ConnError, u64); 9] {
+        [
+            (ConnError::Refused, self.refused),
+            (ConnError::ConnectTimeout, self.connect_timeout),
+            (ConnError::Reset, self.reset),
+            (ConnError::Closed, self.closed),
+            (ConnError::MissingContentLength, self.missing_content_length),
+            (ConnError::BadContentLength, self.bad_content_length),
+            (ConnError::TooLarge, self.too_large),
+            (ConnError::WriteBacklog, self.write_backlog),
+            (ConnError::Other, self.other),
+        ]
+    }
+
+    pub fn total(&self) -> u64 {
+        self.by_reason().iter().map(|(_, n)| n).sum()
+    }
+
+    pub fn add(&mut self, o: &ConnErrors) {
+        for (e, n) in o.by_reason() {
+            *self.counter(e) += n;
         }
     }
 }
@@ -215,6 +367,10 @@ pub struct UacStats {
     /// Datagrams that could not be read as a SIP response with Call-ID and CSeq
     /// (requests sent to the UAC included: it answers none).
     pub unparsable: u64,
+    /// TCP: connections established.
+    pub connections_opened: u64,
+    /// TCP: connects that failed and connections lost, by reason.
+    pub connection_errors: ConnErrors,
     pub latency: Latency,
 }
 
@@ -228,6 +384,8 @@ impl UacStats {
             retransmissions: 0,
             stray_responses: 0,
             unparsable: 0,
+            connections_opened: 0,
+            connection_errors: ConnErrors::default(),
             latency: Latency::new(),
         }
     }
@@ -241,6 +399,8 @@ impl UacStats {
         self.retransmissions += o.retransmissions;
         self.stray_responses += o.stray_responses;
         self.unparsable += o.unparsable;
+        self.connections_opened += o.connections_opened;
+        self.connection_errors.add(&o.connection_errors);
         let l = &mut self.latency;
         let r = &o.latency;
         for (a, b) in [
@@ -273,8 +433,11 @@ pub struct UacConfig {
     pub target: SocketAddr,
     /// The Request-URI of INVITE/OPTIONS (REGISTER uses its host part).
     pub ruri: String,
-    /// The addresses of this engine's source sockets (index = `local` in datagrams).
+    /// The addresses of this engine's source sockets or connections (index = `local` in
+    /// datagrams).
     pub locals: Vec<SocketAddr>,
+    /// UDP (with retransmissions) or TCP (without).
+    pub transport: Transport,
     /// Calls started per second; 0 = closed loop.
     pub rate: f64,
     /// Closed loop: calls outstanding at once.
@@ -354,6 +517,9 @@ pub struct Uac {
     free: Vec<u32>,
     in_flight: usize,
     next_sock: usize,
+    /// Per `local`: still usable (a lost connection is not).
+    usable: Vec<bool>,
+    usable_count: usize,
     retrans: [VecDeque<TimerEntry>; RETRANS_LEVELS],
     timeouts: VecDeque<TimerEntry>,
     holds: VecDeque<TimerEntry>,
@@ -368,7 +534,7 @@ impl Uac {
         let templates = cfg
             .locals
             .iter()
-            .map(|l| Templates::new(*l, &cfg.ruri, cfg.nonce))
+            .map(|l| Templates::new(*l, &cfg.ruri, cfg.nonce, cfg.transport))
             .collect();
         Uac {
             templates,
@@ -376,6 +542,8 @@ impl Uac {
             free: Vec::new(),
             in_flight: 0,
             next_sock: 0,
+            usable: vec![true; cfg.locals.len()],
+            usable_count: cfg.locals.len(),
             retrans: Default::default(),
             timeouts: VecDeque::new(),
             holds: VecDeque::new(),
@@ -414,6 +582,29 @@ impl Uac {
     /// Stops starting new calls (e.g. on SIGINT); calls in flight still finish.
     pub fn stop_starting(&mut self) {
         self.stopped_starting = true;
+    }
+
+    /// Connection `local` is gone (TCP): its calls in flight fail as `connection`, no new
+    /// call uses it, and with no connection left no call starts any more. The next
+    /// [`Uac::on_tick`] notices when the run is then over.
+    pub fn connection_lost(&mut self, local: usize) {
+        let Some(usable) = self.usable.get_mut(local) else {
+            return;
+        };
+        if !std::mem::replace(usable, false) {
+            return;
+        }
+        self.usable_count -= 1;
+        if self.usable_count == 0 {
+            self.stopped_starting = true;
+        }
+        for idx in 0..self.calls.len() {
+            let c = &self.calls[idx];
+            if c.phase != Phase::Free && usize::from(c.sock) == local {
+                self.stats.failures.connection += 1;
+                self.finish(idx, false);
+            }
+        }
     }
 
     /// The earliest instant at which [`Uac::on_tick`] has something to do, if any.
@@ -614,8 +805,13 @@ impl Uac {
         self.finish(idx, true);
     }
 
-    /// Starts one call; false if no slot was free (the call is counted as failed).
+    /// Starts one call; false if no slot was free (the call is counted as failed) or no
+    /// socket or connection is usable (no call starts any more).
     fn start_call(&mut self, now: Instant, out: &mut Outbox) -> bool {
+        let Some(sock) = self.pick_sock() else {
+            self.stopped_starting = true;
+            return false;
+        };
         self.stats.calls_started += 1;
         let idx = match self.free.pop() {
             Some(i) => i as usize,
@@ -643,8 +839,6 @@ impl Uac {
             }
         };
         self.in_flight += 1;
-        let sock = self.next_sock % self.templates.len().max(1);
-        self.next_sock = self.next_sock.wrapping_add(1);
         let call = &mut self.calls[idx];
         call.sock = sock as u16;
         call.got_180 = false;
@@ -657,22 +851,41 @@ impl Uac {
         true
     }
 
-    /// Starts a client transaction of call `idx`: sends its request, arms retransmission
-    /// and time-out timers.
+    /// The next usable socket or connection, round-robin.
+    fn pick_sock(&mut self) -> Option<usize> {
+        let n = self.templates.len();
+        if self.usable_count == 0 || n == 0 {
+            return None;
+        }
+        for _ in 0..n {
+            let sock = self.next_sock % n;
+            self.next_sock = self.next_sock.wrapping_add(1);
+            if self.usable.get(sock).copied().unwrap_or(false) {
+                return Some(sock);
+            }
+        }
+        None
+    }
+
+    /// Starts a client transaction of call `idx`: sends its request, arms the time-out
+    /// timer and, on an unreliable transport, the retransmission timer.
     fn begin_txn(&mut self, idx: usize, phase: Phase, now: Instant, out: &mut Outbox) {
+        let reliable = self.cfg.transport.is_reliable();
         let call = &mut self.calls[idx];
         call.phase = phase;
         call.epoch = call.epoch.wrapping_add(1);
         call.txn_start = now;
         call.retrans_level = 0;
-        call.retransmitting = true;
+        call.retransmitting = !reliable;
         let e = TimerEntry {
             at: now + T1,
             slot: idx as u32,
             gen: call.gen,
             epoch: call.epoch,
         };
-        self.retrans[0].push_back(e);
+        if !reliable {
+            self.retrans[0].push_back(e);
+        }
         self.timeouts.push_back(TimerEntry {
             at: now + self.cfg.timeout,
             ..e
@@ -864,6 +1077,12 @@ pub struct UasStats {
     pub pending_full: u64,
     /// Datagrams that are not a request with Via, Call-ID and CSeq (responses included).
     pub unparsable: u64,
+    /// TCP: connections accepted.
+    pub connections_accepted: u64,
+    /// TCP: connections refused because the shard's connection table was full.
+    pub connections_rejected: u64,
+    /// TCP: connections closed on an error, by reason (a peer's close is not an error).
+    pub connection_errors: ConnErrors,
 }
 
 impl UasStats {
@@ -880,13 +1099,18 @@ impl UasStats {
         self.ack_timeouts += o.ack_timeouts;
         self.pending_full += o.pending_full;
         self.unparsable += o.unparsable;
+        self.connections_accepted += o.connections_accepted;
+        self.connections_rejected += o.connections_rejected;
+        self.connection_errors.add(&o.connection_errors);
     }
 }
 
 /// The UAS engine; see the module doc.
 pub struct Uas {
-    /// Per local socket: `Contact: <sip:uas@host:port>\r\n`.
+    /// Per local socket: `Contact: <sip:uas@host:port>\r\n`; over TCP one, for the
+    /// listening address.
     contacts: Vec<Vec<u8>>,
+    transport: Transport,
     /// 200s to INVITE not yet ACKed (Timer G/H); slots reuse their buffers.
     pending: Vec<Pending2xx>,
     pending_free: Vec<u32>,
@@ -915,14 +1139,26 @@ struct Pending2xx {
 pub const MAX_PENDING_2XX: usize = 200_000;
 
 impl Uas {
-    /// A UAS answering on sockets bound to `locals` (index = `local` in datagrams).
+    /// A UAS answering on UDP sockets bound to `locals` (index = `local` in datagrams).
     pub fn new(locals: &[SocketAddr]) -> Uas {
+        Uas::with_contacts(locals, Transport::Udp)
+    }
+
+    /// A UAS answering on TCP connections accepted on `listen`: `local` in messages and
+    /// in the outbox is the driver's id of the connection, and the Contact names
+    /// `listen` with `;transport=tcp`.
+    pub fn new_stream(listen: SocketAddr) -> Uas {
+        Uas::with_contacts(&[listen], Transport::Tcp)
+    }
+
+    fn with_contacts(locals: &[SocketAddr], transport: Transport) -> Uas {
         let contacts = locals
             .iter()
-            .map(|l| format!("Contact: <sip:uas@{l}>\r\n").into_bytes())
+            .map(|l| format!("Contact: <sip:uas@{l}{}>\r\n", transport.uri_param()).into_bytes())
             .collect();
         Uas {
             contacts,
+            transport,
             pending: Vec::new(),
             pending_free: Vec::new(),
             pending_index: HashMap::default(),
@@ -1113,10 +1349,10 @@ impl Uas {
         out: &mut Outbox,
     ) {
         self.stats.responses_sent += 1;
-        let our_contact = if contact {
-            self.contacts.get(local).map(|c| c.as_slice())
-        } else {
-            None
+        let our_contact = match (contact, self.transport) {
+            (false, _) => None,
+            (true, Transport::Udp) => self.contacts.get(local).map(|c| c.as_slice()),
+            (true, Transport::Tcp) => self.contacts.first().map(|c| c.as_slice()),
         };
         out.push_with(local, to, |buf| {
             write_response(buf, req, status, tag, our_contact)

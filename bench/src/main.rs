@@ -3,7 +3,7 @@
 //! error (clap exits with 2 on usage errors itself).
 
 use clap::Parser;
-use ringsip_bench::cli::{Cli, Command};
+use ringsip_bench::cli::{Cli, Command, TransportArg};
 use ringsip_bench::ring as driver;
 
 fn main() {
@@ -24,6 +24,20 @@ fn main() {
                 s.responses_sent,
                 s.unparsable
             );
+            if args.transport == TransportArg::Tcp {
+                let errors: Vec<String> = s
+                    .connection_errors
+                    .by_reason()
+                    .iter()
+                    .map(|(e, n)| format!("{} {n}", e.name()))
+                    .collect();
+                eprintln!(
+                    "ringsip-load uas: connections accepted {} rejected {} errors: {}",
+                    s.connections_accepted,
+                    s.connections_rejected,
+                    errors.join(", ")
+                );
+            }
         }),
     };
     if let Err(e) = result {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::engine::{Failures, UacStats};
+use crate::engine::{ConnErrors, Failures, UacStats, UasStats};
 
 /// Percentiles of one latency histogram, in microseconds.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
@@ -52,6 +52,8 @@ pub struct FailureCounts {
     pub status_5xx: u64,
     pub status_6xx: u64,
     pub other: u64,
+    /// Extra: the call's TCP connection was lost.
+    pub connection: u64,
 }
 
 impl From<Failures> for FailureCounts {
@@ -62,6 +64,73 @@ impl From<Failures> for FailureCounts {
             status_5xx: f.status_5xx,
             status_6xx: f.status_6xx,
             other: f.other,
+            connection: f.connection,
+        }
+    }
+}
+
+/// Extra: TCP connections opened, and connection errors by reason (all 0 over UDP).
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct ConnectionReport {
+    pub opened: u64,
+    pub errors: ConnErrorCounts,
+    /// With an in-process UAS (`run --uas`): the connections it accepted and the
+    /// errors that closed them (e.g. `write_backlog` when the proxy stops reading).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uas: Option<UasConnectionReport>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct UasConnectionReport {
+    pub accepted: u64,
+    pub rejected: u64,
+    pub errors: ConnErrorCounts,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct ConnErrorCounts {
+    pub refused: u64,
+    pub connect_timeout: u64,
+    pub reset: u64,
+    pub closed: u64,
+    pub missing_content_length: u64,
+    pub bad_content_length: u64,
+    pub too_large: u64,
+    pub write_backlog: u64,
+    pub other: u64,
+}
+
+impl ConnErrorCounts {
+    /// `refused 0, connect timeout 0, ...` for the table.
+    fn describe(&self) -> String {
+        format!(
+            "refused {}, connect timeout {}, reset {}, closed {}, no Content-Length {}, \
+             bad Content-Length {}, too large {}, write backlog {}, other {}",
+            self.refused,
+            self.connect_timeout,
+            self.reset,
+            self.closed,
+            self.missing_content_length,
+            self.bad_content_length,
+            self.too_large,
+            self.write_backlog,
+            self.other
+        )
+    }
+}
+
+impl From<ConnErrors> for ConnErrorCounts {
+    fn from(e: ConnErrors) -> Self {
+        ConnErrorCounts {
+            refused: e.refused,
+            connect_timeout: e.connect_timeout,
+            reset: e.reset,
+            closed: e.closed,
+            missing_content_length: e.missing_content_length,
+            bad_content_length: e.bad_content_length,
+            too_large: e.too_large,
+            write_backlog: e.write_backlog,
+            other: e.other,
         }
     }
 }
@@ -107,6 +176,8 @@ impl Cpu {
 pub struct Report {
     pub scenario: String,
     pub target: String,
+    /// Extra: `udp` or `tcp`.
+    pub transport: String,
     pub offered_rate: f64,
     pub achieved_rate: f64,
     pub duration_s: f64,
@@ -121,6 +192,8 @@ pub struct Report {
     pub stray_responses: u64,
     /// Extra: datagrams that were not a readable SIP response.
     pub unparsable: u64,
+    /// Extra: TCP connections and their errors.
+    pub connections: ConnectionReport,
 }
 
 impl Report {
@@ -129,6 +202,7 @@ impl Report {
     pub fn new(
         scenario: &str,
         target: &str,
+        transport: &str,
         offered_rate: f64,
         duration: Duration,
         stats: &UacStats,
@@ -139,6 +213,7 @@ impl Report {
         Report {
             scenario: scenario.to_string(),
             target: target.to_string(),
+            transport: transport.to_string(),
             offered_rate,
             achieved_rate: if secs > 0.0 { done as f64 / secs } else { 0.0 },
             duration_s: secs,
@@ -156,7 +231,24 @@ impl Report {
             cpu,
             stray_responses: stats.stray_responses,
             unparsable: stats.unparsable,
+            connections: ConnectionReport {
+                opened: stats.connections_opened,
+                errors: stats.connection_errors.into(),
+                uas: None,
+            },
         }
+    }
+
+    /// Adds the in-process UAS's connection counters (TCP runs with `--uas`).
+    pub fn set_uas(&mut self, uas: &UasStats) {
+        if self.transport == "udp" {
+            return;
+        }
+        self.connections.uas = Some(UasConnectionReport {
+            accepted: uas.connections_accepted,
+            rejected: uas.connections_rejected,
+            errors: uas.connection_errors.into(),
+        });
     }
 
     pub fn to_json(&self) -> String {
@@ -166,7 +258,11 @@ impl Report {
 
     /// Writes the human-readable table.
     pub fn write_table(&self, w: &mut impl Write) -> io::Result<()> {
-        writeln!(w, "scenario {}  target {}", self.scenario, self.target)?;
+        writeln!(
+            w,
+            "scenario {}  target {}  transport {}",
+            self.scenario, self.target, self.transport
+        )?;
         let offered = if self.offered_rate > 0.0 {
             format!("{:.1}/s", self.offered_rate)
         } else {
@@ -179,7 +275,7 @@ impl Report {
         )?;
         writeln!(
             w,
-            "calls started {}  ok {}  failed {}  (timeout {}, 4xx {}, 5xx {}, 6xx {}, other {})",
+            "calls started {}  ok {}  failed {}  (timeout {}, 4xx {}, 5xx {}, 6xx {}, other {}{})",
             self.calls_started,
             self.calls_ok,
             self.calls_failed,
@@ -187,8 +283,30 @@ impl Report {
             self.failures.status_4xx,
             self.failures.status_5xx,
             self.failures.status_6xx,
-            self.failures.other
+            self.failures.other,
+            if self.transport == "udp" {
+                String::new()
+            } else {
+                format!(", connection {}", self.failures.connection)
+            }
         )?;
+        if self.transport != "udp" {
+            writeln!(
+                w,
+                "connections opened {}  errors: {}",
+                self.connections.opened,
+                self.connections.errors.describe()
+            )?;
+            if let Some(u) = &self.connections.uas {
+                writeln!(
+                    w,
+                    "UAS connections accepted {} rejected {}  errors: {}",
+                    u.accepted,
+                    u.rejected,
+                    u.errors.describe()
+                )?;
+            }
+        }
         writeln!(
             w,
             "retransmissions {}  stray responses {}  unparsable {}",
@@ -274,6 +392,7 @@ mod tests {
         let r = Report::new(
             "call",
             "127.0.0.1:5060",
+            "udp",
             1000.0,
             Duration::from_secs(2),
             &stats,
@@ -293,8 +412,18 @@ mod tests {
         keys.sort();
         assert_eq!(
             keys,
-            ["other", "status_4xx", "status_5xx", "status_6xx", "timeout"]
+            [
+                "connection",
+                "other",
+                "status_4xx",
+                "status_5xx",
+                "status_6xx",
+                "timeout"
+            ]
         );
+        assert_eq!(v["transport"], "udp");
+        assert_eq!(v["connections"]["opened"], 0);
+        assert_eq!(v["connections"]["errors"]["refused"], 0);
         assert_eq!(v["failures"]["status_5xx"], 1);
         assert_eq!(v["retransmissions"], 2);
         for name in ["invite_180", "invite_200", "bye_200", "request_200"] {
@@ -313,6 +442,7 @@ mod tests {
         r.write_table(&mut table).unwrap();
         let table = String::from_utf8(table).unwrap();
         assert!(table.contains("INVITE→200"));
+        assert!(!table.contains("connections opened"), "{table}");
         assert!(!table.contains("INVITE→180"));
         assert_eq!(r.cpu_per_call_us(), 75_000.0);
     }
@@ -330,5 +460,69 @@ mod tests {
     fn process_cpu_is_readable() {
         let c = Cpu::of_process();
         assert!(c.user_s >= 0.0 && c.sys_s >= 0.0);
+    }
+
+    #[test]
+    fn tcp_report_counts_connection_errors_by_reason() {
+        let mut stats = UacStats {
+            calls_started: 3,
+            calls_failed: 3,
+            connections_opened: 1,
+            ..Default::default()
+        };
+        stats.failures.connection = 3;
+        stats.connection_errors.refused = 7;
+        stats.connection_errors.missing_content_length = 1;
+        let cpu = Cpu {
+            user_s: 0.0,
+            sys_s: 0.0,
+        };
+        let r = Report::new(
+            "options",
+            "127.0.0.1:5060",
+            "tcp",
+            0.0,
+            Duration::ZERO,
+            &stats,
+            cpu,
+        );
+        let v: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+        assert_eq!(v["transport"], "tcp");
+        assert_eq!(v["failures"]["connection"], 3);
+        assert_eq!(v["connections"]["opened"], 1);
+        let e = v["connections"]["errors"].as_object().unwrap();
+        assert_eq!(e.len(), 9);
+        assert_eq!(e["refused"], 7);
+        assert_eq!(e["missing_content_length"], 1);
+        assert_eq!(e["reset"], 0);
+        let mut table = Vec::new();
+        r.write_table(&mut table).unwrap();
+        let table = String::from_utf8(table).unwrap();
+        assert!(table.contains("other 0, connection 3)"), "{table}");
+        assert!(
+            table.contains("connections opened 1  errors: refused 7, connect timeout 0"),
+            "{table}"
+        );
+        assert!(table.contains("no Content-Length 1,"), "{table}");
+        assert!(!table.contains("UAS connections"), "{table}");
+        assert!(v["connections"].get("uas").is_none());
+        let mut uas = UasStats {
+            connections_accepted: 2,
+            ..Default::default()
+        };
+        uas.connection_errors.write_backlog = 1;
+        let mut r = r;
+        r.set_uas(&uas);
+        let v: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+        assert_eq!(v["connections"]["uas"]["accepted"], 2);
+        assert_eq!(v["connections"]["uas"]["errors"]["write_backlog"], 1);
+        let mut table = Vec::new();
+        r.write_table(&mut table).unwrap();
+        let table = String::from_utf8(table).unwrap();
+        assert!(
+            table.contains("UAS connections accepted 2 rejected 0  errors: refused 0,"),
+            "{table}"
+        );
+        assert!(table.contains("write backlog 1,"), "{table}");
     }
 }

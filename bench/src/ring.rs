@@ -1,14 +1,16 @@
 //! The driver on ringsip's own `cores` runtime: one shard per `--cpus` entry, each a
 //! thread with its own io_uring ring (or cores' epoll fallback). Per shard, one
-//! [`ShardState`] owns the engines, their `cores::UdpSocket`s and one [`Outbox`]:
-//! datagrams arrive through each socket's multishot receive handler (bytes borrowed from
-//! the ring's buffer, no copy), the engines' answers leave through `send_to` (batched by
-//! the ring per loop turn), and the engines' timers are one token timer on the shard's
-//! wheel, re-armed to the engines' next deadline after every event.
+//! [`ShardState`] owns the engines, their links (UDP sockets or TCP connections, see
+//! [`Links`]) and one [`Outbox`]. UDP: datagrams arrive through each socket's multishot
+//! receive handler (bytes borrowed from the ring's buffer, no copy), the engines' answers
+//! leave through `send_to` (batched by the ring per loop turn). TCP: see [`tcp`] (a
+//! reader and a writer task per connection, Content-Length framing). The engines' timers
+//! are one token timer on the shard's wheel, re-armed to the engines' next deadline
+//! after every event.
 //!
 //! Invariants: the state is touched only on its shard (`Rc<RefCell<_>>`, never shared);
-//! a handler borrows it for the duration of one event and calls nothing that re-enters
-//! it; the outbox is empty between events.
+//! a handler or task borrows it for the duration of one event and calls nothing that
+//! re-enters it; the outbox is empty between events.
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
@@ -17,33 +19,72 @@ use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cores::{TimerId, UdpSocket};
+use cores::{TcpListener, TimerId, UdpSocket};
 
 use crate::cli::{RunArgs, UasArgs};
 use crate::driver::{
     finish_run, install_signal_handlers, plan_run, publish, Progress, ProgressBoard, SetupError,
     ShardPlan, UacShardResult, STOP,
 };
-use crate::engine::{Outbox, Uac, Uas, UasStats};
+use crate::engine::{Outbox, Transport, Uac, Uas, UasStats};
 use crate::report::Report;
+
+mod tcp;
+
+/// Backlog of a UAS's TCP listening socket.
+const LISTEN_BACKLOG: i32 = 1024;
 
 /// Longest time between two ticks while a UAC runs (so SIGINT is seen promptly).
 const MAX_WAIT: Duration = Duration::from_millis(100);
 
 type Done = mpsc::Sender<(usize, UacShardResult)>;
 
-/// One shard's engines and sockets.
+/// How one engine's messages travel: `local` in the outbox indexes the UDP sockets, or
+/// names a TCP connection.
+enum Links {
+    Udp(Vec<UdpSocket>),
+    Tcp(tcp::Conns),
+}
+
+impl Links {
+    /// Sends one message; false if it could not be (no operation slot, connection gone).
+    fn send(&self, local: usize, to: SocketAddr, bytes: &[u8]) -> bool {
+        match self {
+            Links::Udp(socks) => socks
+                .get(local)
+                .is_some_and(|s| s.send_to(bytes, to).is_ok()),
+            Links::Tcp(conns) => conns.send(local, bytes),
+        }
+    }
+
+    /// Stops receiving (UDP) or closes every connection (TCP).
+    fn close(&self) {
+        match self {
+            Links::Udp(socks) => {
+                for s in socks {
+                    s.stop_recv();
+                }
+            }
+            Links::Tcp(conns) => conns.close_all(),
+        }
+    }
+}
+
+/// One shard's engines and links.
 struct ShardState {
     id: usize,
     uac: Option<Uac>,
-    uac_socks: Vec<UdpSocket>,
+    uac_links: Links,
     uas: Option<Uas>,
-    uas_socks: Vec<UdpSocket>,
+    uas_links: Links,
+    /// TCP: the UAS's listening socket (kept open while the shard runs).
+    uas_listener: Option<TcpListener>,
     out: Outbox,
     armed: Option<(Instant, TimerId)>,
     board: Option<Arc<Vec<Progress>>>,
     done: Option<Done>,
-    /// Datagrams `send_to` refused (no operation slot free); like network loss.
+    /// Messages not sent: no operation slot free (UDP, like network loss) or their
+    /// connection was gone (TCP).
     send_errors: u64,
 }
 
@@ -54,14 +95,13 @@ thread_local! {
 
 impl ShardState {
     fn flush(&mut self, from_uac: bool) {
-        let socks = if from_uac {
-            &self.uac_socks
+        let links = if from_uac {
+            &self.uac_links
         } else {
-            &self.uas_socks
+            &self.uas_links
         };
         for (local, to, bytes) in self.out.iter() {
-            let sent = socks.get(local).map(|s| s.send_to(bytes, to));
-            if !matches!(sent, Some(Ok(()))) {
+            if !links.send(local, to, bytes) {
                 self.send_errors += 1;
             }
         }
@@ -87,16 +127,16 @@ impl ShardState {
                 publish(board, self.id, &uac.stats);
             }
             if uac.is_done() {
-                for s in &self.uac_socks {
-                    s.stop_recv();
-                }
+                self.uac_links.close();
                 if self.send_errors > 0 {
                     eprintln!(
-                        "ringsip-load: shard {}: {} datagrams not sent (no operation slot)",
+                        "ringsip-load: shard {}: {} messages not sent (no operation slot, \
+                         or connection gone)",
                         self.id, self.send_errors
                     );
                 }
-                let result = UacShardResult::of(self.uac.take());
+                let uas = self.uas.as_ref().map(|u| u.stats);
+                let result = UacShardResult::of(self.uac.take(), uas);
                 if let Some(tx) = self.done.take() {
                     let _ = tx.send((self.id, result));
                 }
@@ -131,7 +171,8 @@ impl ShardState {
     }
 }
 
-/// Binds this shard's sockets, builds its engines and installs the handlers.
+/// Binds this shard's sockets (or listens, or starts connecting), builds its engines and
+/// installs the handlers.
 fn setup_shard(
     id: usize,
     plan: ShardPlan,
@@ -139,29 +180,47 @@ fn setup_shard(
     done: Option<Done>,
     with_uac: bool,
 ) -> std::io::Result<()> {
+    let transport = plan.cfg.transport;
     let mut uac_socks = Vec::new();
-    if with_uac {
+    if with_uac && transport == Transport::Udp {
         for _ in 0..plan.ports {
             uac_socks.push(UdpSocket::bind(SocketAddr::new(plan.local_ip, 0), false)?);
         }
     }
     let mut uas_socks = Vec::new();
+    let mut uas_listener = None;
+    let mut uas = None;
     if let Some(addr) = plan.uas {
-        uas_socks.push(UdpSocket::bind(addr, plan.reuseport)?);
+        match transport {
+            Transport::Udp => {
+                let sock = UdpSocket::bind(addr, plan.reuseport)?;
+                uas = Some(Uas::new(&[sock.local_addr()]));
+                uas_socks.push(sock);
+            }
+            Transport::Tcp => {
+                let l = TcpListener::bind(addr, plan.reuseport, LISTEN_BACKLOG)?;
+                uas = Some(Uas::new_stream(l.local_addr()));
+                uas_listener = Some(l);
+            }
+        }
     }
-    let uac = with_uac.then(|| {
-        let mut cfg = plan.cfg;
+    // UDP: the UAC starts on this loop turn; TCP: once its connections are up.
+    let uac = (with_uac && transport == Transport::Udp).then(|| {
+        let mut cfg = plan.cfg.clone();
         cfg.locals = uac_socks.iter().map(|s| s.local_addr()).collect();
         Uac::new(cfg)
     });
-    let uas_locals: Vec<SocketAddr> = uas_socks.iter().map(|s| s.local_addr()).collect();
-    let uas = (!uas_socks.is_empty()).then(|| Uas::new(&uas_locals));
+    let links = |socks: &Vec<UdpSocket>| match transport {
+        Transport::Udp => Links::Udp(socks.clone()),
+        Transport::Tcp => Links::Tcp(tcp::Conns::new()),
+    };
     let state = Rc::new(RefCell::new(ShardState {
         id,
         uac,
-        uac_socks: uac_socks.clone(),
+        uac_links: links(&uac_socks),
         uas,
-        uas_socks: uas_socks.clone(),
+        uas_links: links(&uas_socks),
+        uas_listener: None,
         out: Outbox::new(),
         armed: None,
         board,
@@ -193,14 +252,28 @@ fn setup_shard(
             st.rearm(now);
         })?;
     }
+    if let Some(l) = uas_listener {
+        tcp::accept_with(&state, &l)?;
+        state.borrow_mut().uas_listener = Some(l);
+    }
     let st = Rc::clone(&state);
     cores::set_timer_handler(move |_, _| {
         let mut st = st.borrow_mut();
         st.armed = None;
         st.after_event(cores::now());
     });
-    // First tick: the UAC starts its run on this loop turn.
-    state.borrow_mut().after_event(cores::now());
+    if with_uac && transport == Transport::Tcp {
+        tcp::connect_uac(
+            &state,
+            plan.cfg,
+            plan.ports,
+            plan.local_ip,
+            plan.connect_timeout,
+        );
+    } else {
+        // First tick: the UAC starts its run on this loop turn.
+        state.borrow_mut().after_event(cores::now());
+    }
     STATE.with(|s| *s.borrow_mut() = Some(state));
     Ok(())
 }
@@ -268,12 +341,17 @@ pub fn run_uas(args: &UasArgs) -> Result<UasStats, SetupError> {
     };
     let reuseport = cpus.len() > 1;
     let bind = args.bind;
+    let transport = Transport::from(args.transport);
     let rt = cores::start(runtime_config(&cpus, args.cpus.is_some()), move |id| {
-        let plan = ShardPlan::uas_only(bind, reuseport);
+        let plan = ShardPlan::uas_only(bind, transport, reuseport);
         setup_shard(id, plan, None, None, false)
     })
     .map_err(|e| match e {
-        cores::StartError::Setup { source, .. } => SetupError::Bind { addr: bind, source },
+        cores::StartError::Setup { source, .. } => SetupError::Bind {
+            transport: transport.name(),
+            addr: bind,
+            source,
+        },
         other => SetupError::Runtime(other.to_string()),
     })?;
     while !STOP.load(Ordering::Relaxed) {

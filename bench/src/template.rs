@@ -10,6 +10,47 @@
 
 use std::net::SocketAddr;
 
+/// The transport requests are sent over; it names the Via protocol and, for TCP, the
+/// Contact URI's `transport` parameter (RFC 3261 §18, §19.1.1).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Transport {
+    #[default]
+    Udp,
+    Tcp,
+}
+
+impl Transport {
+    /// Lower case, as in a `transport=` URI parameter and in the report.
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+        }
+    }
+
+    /// Reliable transports get no request retransmissions (RFC 3261 §17.1.1.2, §17.1.2.2:
+    /// Timers A and E are not started).
+    pub fn is_reliable(self) -> bool {
+        self == Transport::Tcp
+    }
+
+    /// The protocol token of a Via header: `UDP` or `TCP`.
+    fn via(self) -> &'static str {
+        match self {
+            Transport::Udp => "UDP",
+            Transport::Tcp => "TCP",
+        }
+    }
+
+    /// The URI parameter naming this transport (`;transport=tcp`), empty for UDP.
+    pub fn uri_param(self) -> &'static str {
+        match self {
+            Transport::Udp => "",
+            Transport::Tcp => ";transport=tcp",
+        }
+    }
+}
+
 /// Marks the call key (20 hex digits) in template text.
 const KEY: &str = "\u{1}KEY\u{1}";
 /// Marks the transaction kind character of the branch.
@@ -134,7 +175,8 @@ impl Template {
     }
 }
 
-/// The templates of one source socket (its address is in Via, From and Contact).
+/// The templates of one source socket or connection (its address is in Via, From and
+/// Contact).
 #[derive(Debug, Clone)]
 pub struct Templates {
     pub invite: Template,
@@ -145,9 +187,11 @@ pub struct Templates {
 }
 
 impl Templates {
-    /// Renders every request for source socket `local`, requests to `ruri`, Call-IDs
-    /// ending in `-<nonce>`.
-    pub fn new(local: SocketAddr, ruri: &str, nonce: u32) -> Templates {
+    /// Renders every request for source socket (or connection) `local`, requests to
+    /// `ruri`, Call-IDs ending in `-<nonce>`, sent over `transport`.
+    pub fn new(local: SocketAddr, ruri: &str, nonce: u32, transport: Transport) -> Templates {
+        let proto = transport.via();
+        let tparam = transport.uri_param();
         let ip = local.ip();
         let host = match local {
             SocketAddr::V4(_) => format!("{ip}"),
@@ -162,12 +206,12 @@ impl Templates {
         let common = |method: &str, cseq: u32, ruri: &str, to: &str| {
             format!(
                 "{method} {ruri} SIP/2.0\r\n\
-                 Via: SIP/2.0/UDP {host}:{port};rport;branch=z9hG4bK{nonce:08x}{KEY}{KIND}\r\n\
+                 Via: SIP/2.0/{proto} {host}:{port};rport;branch=z9hG4bK{nonce:08x}{KEY}{KIND}\r\n\
                  Max-Forwards: 70\r\n\
                  From: <sip:load@{host}>;tag={KEY}\r\n\
                  Call-ID: {KEY}-{nonce:08x}\r\n\
                  CSeq: {cseq} {method}\r\n\
-                 Contact: <sip:load@{host}:{port}>\r\n\
+                 Contact: <sip:load@{host}:{port}{tparam}>\r\n\
                  User-Agent: ringsip-load\r\n\
                  To: <{to}>{TO_TAG}\r\n"
             )
@@ -265,6 +309,7 @@ mod tests {
             "127.0.0.1:5070".parse().unwrap(),
             "sip:uas@127.0.0.1:5080",
             0x1234,
+            Transport::Udp,
         );
         let key = call_key(0, 5, 9);
         let mut out = b"junk".to_vec();
@@ -288,6 +333,7 @@ mod tests {
             "127.0.0.1:5070".parse().unwrap(),
             "sip:uas@127.0.0.1:5080",
             0x1234,
+            Transport::Udp,
         );
         let key = call_key(0, 5, 9);
         let mut plain = Vec::new();
@@ -312,7 +358,12 @@ mod tests {
 
     #[test]
     fn invite_content_length_matches_body() {
-        let t = Templates::new("[::1]:5070".parse().unwrap(), "sip:uas@[::1]:5080", 1);
+        let t = Templates::new(
+            "[::1]:5070".parse().unwrap(),
+            "sip:uas@[::1]:5080",
+            1,
+            Transport::Udp,
+        );
         let mut out = Vec::new();
         t.invite.render(&mut out, &call_key(0, 0, 0), b'i', b"");
         let body = msg::body(&out);
@@ -330,9 +381,49 @@ mod tests {
 
     #[test]
     fn register_targets_the_domain() {
-        let t = Templates::new("127.0.0.1:1".parse().unwrap(), "sip:uas@10.1.1.1:5060", 1);
+        let t = Templates::new(
+            "127.0.0.1:1".parse().unwrap(),
+            "sip:uas@10.1.1.1:5060",
+            1,
+            Transport::Udp,
+        );
         let mut out = Vec::new();
         t.register.render(&mut out, &call_key(0, 0, 0), b'r', b"");
         assert!(out.starts_with(b"REGISTER sip:10.1.1.1:5060 SIP/2.0\r\n"));
+    }
+
+    #[test]
+    fn tcp_templates_name_tcp_in_via_and_contact() {
+        let t = Templates::new(
+            "127.0.0.1:40000".parse().unwrap(),
+            "sip:uas@127.0.0.1:5080;transport=tcp",
+            1,
+            Transport::Tcp,
+        );
+        let key = call_key(0, 1, 2);
+        for (tpl, kind) in [(&t.invite, b'i'), (&t.bye, b'b'), (&t.options, b'o')] {
+            let mut out = Vec::new();
+            tpl.render(&mut out, &key, kind, b"");
+            let text = String::from_utf8(out).unwrap();
+            assert!(
+                text.contains("\r\nVia: SIP/2.0/TCP 127.0.0.1:40000;rport;branch=z9hG4bK"),
+                "{text}"
+            );
+            assert!(
+                text.contains("\r\nContact: <sip:load@127.0.0.1:40000;transport=tcp>\r\n"),
+                "{text}"
+            );
+        }
+        let u = Templates::new(
+            "127.0.0.1:40000".parse().unwrap(),
+            "sip:uas@127.0.0.1:5080",
+            1,
+            Transport::Udp,
+        );
+        let mut out = Vec::new();
+        u.options.render(&mut out, &key, b'o', b"");
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("Via: SIP/2.0/UDP 127.0.0.1:40000;rport;"));
+        assert!(text.contains("Contact: <sip:load@127.0.0.1:40000>\r\n"));
     }
 }

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use ringsip_bench::engine::{Outbox, Scenario, Uac, UacConfig, Uas};
+use ringsip_bench::engine::{Outbox, Scenario, Transport, Uac, UacConfig, Uas};
 
 struct Counting;
 
@@ -86,6 +86,7 @@ fn steady_state_calls_do_not_allocate() {
         target: uas_addr,
         ruri: format!("sip:uas@{uas_addr}"),
         locals: locals.clone(),
+        transport: Transport::Udp,
         rate: 1000.0,
         concurrency: 1,
         max_calls: None,

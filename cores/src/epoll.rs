@@ -4,7 +4,9 @@
 //!
 //! Owns the epoll fd and, per watched fd, the operations waiting on it. Invariant: the
 //! epoll interest of an fd is exactly the union of the directions its waiting operations
-//! need (level-triggered), and the fd is removed from the set when none wait. Nothing here
+//! need (level-triggered), and the fd is removed from the set when none wait. An fd's
+//! entry (and its lists' capacity) is kept while the fd lives, so waiting allocates
+//! nothing once warm; [`Epoll::forget_fd`] drops it before the fd closes. Nothing here
 //! is kernel-owned memory: a cancelled operation is simply forgotten.
 
 use std::collections::HashMap;
@@ -89,7 +91,6 @@ impl Epoll {
             return Ok(());
         }
         let r = if mask == 0 {
-            self.fds.remove(&fd);
             self.ctl(libc::EPOLL_CTL_DEL, fd, 0)
         } else if old == 0 {
             self.ctl(libc::EPOLL_CTL_ADD, fd, mask)
@@ -111,10 +112,12 @@ impl Epoll {
         }
     }
 
-    /// Forgets every waiter of an fd about to be closed.
+    /// Forgets every waiter of an fd about to be closed, and its entry.
     pub(crate) fn forget_fd(&mut self, fd: RawFd) {
-        if self.fds.remove(&fd).is_some() {
-            let _ = self.ctl(libc::EPOLL_CTL_DEL, fd, 0);
+        if let Some(w) = self.fds.remove(&fd) {
+            if w.mask != 0 {
+                let _ = self.ctl(libc::EPOLL_CTL_DEL, fd, 0);
+            }
         }
     }
 

@@ -31,8 +31,10 @@
 //!   borrowed from the ring's provided buffer, nothing allocated),
 //!   [`UdpSocket::send_to`] (copied, submitted with the loop turn's batch),
 //!   [`UdpSocket::stop_recv`]; [`ConnectedUdp`] implements [`AsyncDatagram`].
-//! - TCP: [`TcpStream::connect`] (asynchronous, with time-out) implements
-//!   [`AsyncStream`]; [`TcpStream::try_clone`] for a reader and a writer task;
+//! - TCP: [`TcpStream::connect`] / [`TcpStream::connect_from`] (asynchronous, with
+//!   time-out; `_from` binds a source address first) implements [`AsyncStream`];
+//!   [`TcpStream::try_clone`] for a reader and a writer task; [`TcpStream::shutdown`]
+//!   (shutting the read half ends a pending read with `Ok(0)`);
 //!   [`TcpListener::bind`] + [`TcpListener::accept_with`] (multishot accept).
 //! - Processes: [`Child::spawn_shell`] / [`Child::spawn`], [`Child::wait`],
 //!   [`Child::try_wait`], [`Child::terminate`], [`Child::kill`]; its [`Pipe`]s implement

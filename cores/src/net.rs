@@ -9,7 +9,7 @@
 use std::cell::Cell;
 use std::io;
 use std::marker::PhantomData;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
 use std::time::Duration;
@@ -240,7 +240,27 @@ impl TcpStream {
     /// `timeout` (the connect is then cancelled), or with the kernel's error (e.g.
     /// `ConnectionRefused`) as soon as it is known.
     pub async fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+        TcpStream::connect_from(None, addr, timeout).await
+    }
+
+    /// Like [`TcpStream::connect`], from a chosen source: with `Some(local)` the socket is
+    /// bound to `local` first (port 0: an ephemeral port of that address), so the
+    /// connection leaves from that IP. A bind error is returned at once.
+    pub async fn connect_from(
+        local: Option<SocketAddr>,
+        addr: SocketAddr,
+        timeout: Duration,
+    ) -> io::Result<TcpStream> {
         let stream = TcpStream::from_fd(sys::socket_for(&addr, libc::SOCK_STREAM)?);
+        if let Some(local) = local {
+            if local.is_ipv4() != addr.is_ipv4() {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "source and destination addresses of different families",
+                ));
+            }
+            sys::bind(stream.raw(), &local)?;
+        }
         let op = submit(
             Spec::Connect { fd: stream.raw() },
             |d| d.addr = RawAddr::from_std(&addr),
@@ -272,8 +292,20 @@ impl TcpStream {
 
     /// Shuts down the write half (the peer reads end-of-stream).
     pub fn shutdown_write(&self) -> io::Result<()> {
+        self.shutdown(Shutdown::Write)
+    }
+
+    /// Shuts down one or both halves (shutdown(2)); the fd stays open until the last
+    /// handle drops. Shutting down the read half makes a read pending on any handle of
+    /// this stream complete with `Ok(0)`, which is how one task stops another's reader.
+    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        let how = match how {
+            Shutdown::Read => libc::SHUT_RD,
+            Shutdown::Write => libc::SHUT_WR,
+            Shutdown::Both => libc::SHUT_RDWR,
+        };
         // SAFETY: plain syscall on an fd we own.
-        sys::cvt(unsafe { libc::shutdown(self.raw(), libc::SHUT_WR) }).map(|_| ())
+        sys::cvt(unsafe { libc::shutdown(self.raw(), how) }).map(|_| ())
     }
 }
 

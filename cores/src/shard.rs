@@ -854,7 +854,8 @@ impl Shard {
         if let Driver::Epoll(e) = &*self.driver.borrow() {
             e.waiting(ev, keys);
         }
-        for key in std::mem::take(keys) {
+        // Drained, not taken: the list keeps its capacity for the next event.
+        for key in keys.drain(..) {
             let spec = match self.ops.borrow_mut().get_mut(key) {
                 Some(s) => s.data.spec,
                 None => continue,

@@ -222,3 +222,78 @@ fn a_timed_out_read_is_cancelled_and_the_stream_stays_usable() {
         assert_eq!(got, (true, true, b"x".to_vec()), "{backend:?}");
     }
 }
+
+#[test]
+fn connect_from_leaves_from_the_chosen_source() {
+    for backend in BACKENDS {
+        let got = common::run(backend, || {
+            Box::pin(async {
+                let listener = TcpListener::bind(loopback(), false, 16).unwrap();
+                let addr = listener.local_addr();
+                let peer: Rc<Cell<Option<SocketAddr>>> = Rc::default();
+                let p = peer.clone();
+                listener
+                    .accept_with(move |r| p.set(Some(r.unwrap().1)))
+                    .unwrap();
+                // All of 127/8 is local on Linux: 127.0.0.2 is a source other than the
+                // default one.
+                let source: SocketAddr = "127.0.0.2:0".parse().unwrap();
+                let c = TcpStream::connect_from(Some(source), addr, Duration::from_secs(5))
+                    .await
+                    .unwrap();
+                let local = c.local_addr().unwrap();
+                let seen = loop {
+                    if let Some(p) = peer.get() {
+                        break p;
+                    }
+                    cores::sleep(Duration::from_millis(1)).await;
+                };
+                let v6: SocketAddr = "[::1]:0".parse().unwrap();
+                let mixed = TcpStream::connect_from(Some(v6), addr, Duration::from_secs(5))
+                    .await
+                    .err()
+                    .map(|e| e.kind());
+                (local.ip(), seen, mixed)
+            })
+        });
+        let source: std::net::IpAddr = "127.0.0.2".parse().unwrap();
+        assert_eq!(got.0, source, "{backend:?}");
+        assert_eq!(got.1.ip(), source, "{backend:?}");
+        assert_ne!(got.1.port(), 0, "{backend:?}");
+        assert_eq!(got.2, Some(io::ErrorKind::InvalidInput), "{backend:?}");
+    }
+}
+
+#[test]
+fn shutting_the_read_half_ends_a_pending_read() {
+    for backend in BACKENDS {
+        let got = common::run(backend, || {
+            Box::pin(async {
+                let listener = TcpListener::bind(loopback(), false, 16).unwrap();
+                let addr = listener.local_addr();
+                // Keep the accepted side open and silent: only our shutdown can end the read.
+                let held: Rc<Cell<Option<TcpStream>>> = Rc::default();
+                let h = held.clone();
+                listener
+                    .accept_with(move |r| h.set(Some(r.unwrap().0)))
+                    .unwrap();
+                let c = TcpStream::connect(addr, Duration::from_secs(5))
+                    .await
+                    .unwrap();
+                let mut rd = c.try_clone();
+                let reader = cores::spawn_local(async move {
+                    let mut buf = [0u8; 64];
+                    rd.read(&mut buf).await.map_err(|e| e.kind())
+                });
+                // Let the read be submitted and wait.
+                cores::sleep(Duration::from_millis(20)).await;
+                let before = reader.is_finished();
+                c.shutdown(std::net::Shutdown::Read).unwrap();
+                let r = cores::timeout(Duration::from_secs(5), reader).await;
+                let still_held = held.take().is_some();
+                (before, r.ok(), still_held)
+            })
+        });
+        assert_eq!(got, (false, Some(Ok(0)), true), "{backend:?}");
+    }
+}

@@ -13,6 +13,7 @@ fn cfg(scenario: Scenario) -> UacConfig {
         locals: (0..4)
             .map(|i| SocketAddr::from(([127, 0, 0, 1], 6000 + i)))
             .collect(),
+        transport: Transport::Udp,
         rate: 100.0,
         concurrency: 10,
         max_calls: Some(100),
@@ -590,4 +591,170 @@ fn in_dialog_requests_follow_contact_and_record_route() {
         bye.starts_with("BYE sip:uas@10.9.9.9 SIP/2.0\r\nVia: "),
         "{bye}"
     );
+}
+
+fn tcp_cfg(scenario: Scenario) -> UacConfig {
+    UacConfig {
+        transport: Transport::Tcp,
+        ruri: format!("sip:uas@{UAS_ADDR};transport=tcp"),
+        ..cfg(scenario)
+    }
+}
+
+#[test]
+fn tcp_calls_complete_without_retransmissions() {
+    for scenario in [Scenario::Call, Scenario::Options] {
+        let mut net = Net::new(tcp_cfg(scenario), 11);
+        net.uas = Uas::new_stream(UAS_ADDR.parse().unwrap());
+        net.run(Duration::from_secs(10));
+        let s = &net.uac.stats;
+        assert_eq!((s.calls_started, s.calls_ok, s.calls_failed), (100, 100, 0));
+        assert_eq!(s.retransmissions, 0);
+        assert_eq!(net.uas.stats.retransmissions, 0);
+    }
+}
+
+#[test]
+fn tcp_dead_uas_times_out_without_timer_a() {
+    for scenario in [Scenario::Call, Scenario::Options] {
+        let mut c = tcp_cfg(scenario);
+        c.max_calls = Some(20);
+        c.timeout = Duration::from_secs(4);
+        let mut net = Net::new(c, 12);
+        net.uas_down = true;
+        net.run(Duration::from_secs(20));
+        let s = &net.uac.stats;
+        assert_eq!(s.calls_failed, 20);
+        assert_eq!(s.failures.timeout, 20);
+        // Each request was sent exactly once: no Timer A/E on a reliable transport.
+        assert_eq!(s.retransmissions, 0);
+        assert_eq!(net.call_ids.len(), 20);
+        // Calls start every 10 ms and time out 4 s later.
+        let done = net.uac.finished_at().unwrap() - net.t0;
+        assert_eq!(done, Duration::from_millis(4190));
+    }
+}
+
+#[test]
+fn tcp_requests_name_tcp_and_the_uas_answers_on_the_connection() {
+    let mut c = tcp_cfg(Scenario::Call);
+    c.max_calls = Some(1);
+    let mut uac = Uac::new(c);
+    let mut uas = Uas::new_stream(UAS_ADDR.parse().unwrap());
+    let mut out = Outbox::new();
+    let now = Instant::now();
+    uac.on_tick(now, &mut out);
+    let (local, _, invite) = out.get(0).unwrap();
+    let invite = invite.to_vec();
+    let text = String::from_utf8_lossy(&invite);
+    assert!(
+        text.contains("\r\nVia: SIP/2.0/TCP 127.0.0.1:6000;"),
+        "{text}"
+    );
+    assert!(text.contains(";transport=tcp>\r\n"), "{text}");
+    out.clear();
+    // Connection id 0x0003_0007 (the driver's opaque id), peer 10.0.0.1:40000.
+    let peer: SocketAddr = "10.0.0.1:40000".parse().unwrap();
+    uas.on_datagram(&invite, peer, 0x0003_0007, now, &mut out);
+    assert_eq!(out.len(), 3);
+    for (conn, to, _) in out.iter() {
+        assert_eq!((conn, to), (0x0003_0007, peer));
+    }
+    let ok = String::from_utf8_lossy(out.get(2).unwrap().2).to_string();
+    assert!(
+        ok.contains("\r\nContact: <sip:uas@127.0.0.1:5060;transport=tcp>\r\n"),
+        "{ok}"
+    );
+    let _ = local;
+}
+
+#[test]
+fn lost_connection_fails_its_calls_and_the_others_carry_on() {
+    let mut c = tcp_cfg(Scenario::Options);
+    c.max_calls = Some(8);
+    c.rate = 1000.0;
+    let mut uac = Uac::new(c);
+    let mut out = Outbox::new();
+    let t0 = Instant::now();
+    // 4 calls (at 0, 1, 2, 3 ms), one per connection (round-robin).
+    uac.on_tick(t0, &mut out);
+    uac.on_tick(t0 + Duration::from_millis(3), &mut out);
+    assert_eq!(uac.in_flight(), 4);
+    let locals: Vec<usize> = out.iter().map(|(l, _, _)| l).collect();
+    assert_eq!(locals, [0, 1, 2, 3]);
+    uac.connection_lost(1);
+    uac.connection_lost(1); // reported twice (reader and writer): counted once
+    assert_eq!(uac.stats.failures.connection, 1);
+    assert_eq!(uac.stats.calls_failed, 1);
+    assert_eq!(uac.in_flight(), 3);
+    // The next calls avoid connection 1.
+    out.clear();
+    uac.on_tick(t0 + Duration::from_millis(7), &mut out);
+    let locals: Vec<usize> = out.iter().map(|(l, _, _)| l).collect();
+    assert_eq!(locals, [0, 2, 3, 0]);
+    // Every connection gone: calls in flight fail, nothing more starts, the run ends.
+    for l in [0, 2, 3] {
+        uac.connection_lost(l);
+    }
+    assert_eq!(uac.in_flight(), 0);
+    assert_eq!(uac.stats.failures.connection, 8);
+    out.clear();
+    uac.on_tick(t0 + Duration::from_millis(20), &mut out);
+    assert!(out.is_empty());
+    assert!(uac.is_done());
+    assert_eq!(uac.stats.calls_started, 8);
+    assert_eq!(uac.stats.calls_failed, 8);
+    assert_eq!(uac.stats.failures.total(), 8);
+}
+
+#[test]
+fn no_connection_at_all_ends_the_run_without_starting_calls() {
+    let mut c = tcp_cfg(Scenario::Call);
+    c.locals.clear();
+    let mut uac = Uac::new(c);
+    let mut out = Outbox::new();
+    uac.on_tick(Instant::now(), &mut out);
+    assert!(out.is_empty());
+    assert!(uac.is_done());
+    assert_eq!(uac.stats.calls_started, 0);
+}
+
+#[test]
+fn io_errors_map_to_connection_error_reasons() {
+    use std::io::{Error, ErrorKind};
+    let mut e = ConnErrors::default();
+    for kind in [ErrorKind::ConnectionRefused, ErrorKind::TimedOut] {
+        e.count(ConnError::of_connect(&Error::from(kind)));
+    }
+    for kind in [
+        ErrorKind::ConnectionReset,
+        ErrorKind::BrokenPipe,
+        ErrorKind::PermissionDenied,
+    ] {
+        e.count(ConnError::of_io(&Error::from(kind)));
+    }
+    // A read time-out on an established connection is the peer gone, not a connect.
+    assert_eq!(
+        ConnError::of_io(&Error::from(ErrorKind::TimedOut)),
+        ConnError::Reset
+    );
+    e.count(FrameError::MissingContentLength.into());
+    e.count(FrameError::BadContentLength.into());
+    e.count(FrameError::TooLarge.into());
+    let want = ConnErrors {
+        refused: 1,
+        connect_timeout: 1,
+        reset: 2,
+        missing_content_length: 1,
+        bad_content_length: 1,
+        too_large: 1,
+        other: 1,
+        ..ConnErrors::default()
+    };
+    assert_eq!(e, want);
+    assert_eq!(e.total(), 8);
+    let mut sum = ConnErrors::default();
+    sum.add(&e);
+    sum.add(&e);
+    assert_eq!(sum.reset, 4);
 }
