@@ -328,7 +328,7 @@ fn e_a_dead_server_fails_then_down_at_once() {
             );
             let again = poll_once(p.query("SELECT 1", vec![], None));
             assert!(
-                matches!(again, Some(Err(PoolError::Down { addr, .. })) if addr == refused),
+                matches!(&again, Some(Err(PoolError::Down { server, .. })) if *server == refused.to_string()),
                 "{again:?}"
             );
             let s = p.stats();
