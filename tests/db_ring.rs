@@ -1063,6 +1063,22 @@ fn h_the_next_address_is_tried_when_a_connect_is_refused() {
     }
 }
 
+/// `hole` accepts no connection once its accept queue is full (see
+/// e_a_black_holed_server_times_out_then_down_at_once); returns what keeps it so.
+async fn black_hole(hole: SocketAddr) -> (TcpListener, Vec<TcpStream>) {
+    let listener = TcpListener::bind(hole, false, 0).expect("bind the black hole");
+    let mut held = Vec::new();
+    for _ in 0..16 {
+        match TcpStream::connect(hole, Duration::from_millis(200)).await {
+            Ok(s) => held.push(s),
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => break,
+            Err(e) => panic!("filling the accept queue: {e}"),
+        }
+    }
+    assert!(held.len() < 16, "the accept queue never filled");
+    (listener, held)
+}
+
 #[test]
 fn h_a_black_holed_first_address_leaves_time_for_the_next() {
     let dns = FakeDns::start();
@@ -1072,19 +1088,7 @@ fn h_a_black_holed_first_address_leaves_time_for_the_next() {
     let dns_port = dns.port;
     on_shard(move || {
         Box::pin(async move {
-            // 127.0.0.2:port accepts no connection once its queue is full (see
-            // e_a_black_holed_server_times_out_then_down_at_once).
-            let hole = SocketAddr::from((OTHER_LOOPBACK, port));
-            let listener = TcpListener::bind(hole, false, 0).expect("bind 127.0.0.2");
-            let mut held = Vec::new();
-            for _ in 0..16 {
-                match TcpStream::connect(hole, Duration::from_millis(200)).await {
-                    Ok(s) => held.push(s),
-                    Err(e) if e.kind() == io::ErrorKind::TimedOut => break,
-                    Err(e) => panic!("filling the accept queue: {e}"),
-                }
-            }
-            assert!(held.len() < 16, "the accept queue never filled");
+            let hole = black_hole(SocketAddr::from((OTHER_LOOPBACK, port))).await;
             let config = DbPoolConfig {
                 connect_timeout: Duration::from_millis(1000),
                 ..DbPoolConfig::default()
@@ -1094,7 +1098,39 @@ fn h_a_black_holed_first_address_leaves_time_for_the_next() {
             let r = q(&p, "SELECT 1", &[]).await;
             assert!(r.is_ok(), "{r:?}");
             assert_eq!((p.stats().connects, p.stats().connect_failures), (1, 0));
-            drop((held, listener));
+            drop(hole);
+        })
+    });
+}
+
+#[test]
+fn h_the_time_spent_resolving_is_taken_from_the_address_shares() {
+    let dns = FakeDns::start();
+    let host = "db-late.ringsip.test";
+    let port = forwarder(MYSQL, 1);
+    // The answer takes 600 ms of the 1000 ms connect time-out: the black-holed first
+    // address gets half of the 400 ms left, not half of a fresh second, so the second
+    // address is still reached in time.
+    dns.set_a_delayed(
+        host,
+        &[OTHER_LOOPBACK, Ipv4Addr::LOCALHOST],
+        60,
+        Duration::from_millis(600),
+    );
+    let dns_port = dns.port;
+    on_shard(move || {
+        Box::pin(async move {
+            let hole = black_hole(SocketAddr::from((OTHER_LOOPBACK, port))).await;
+            let config = DbPoolConfig {
+                connect_timeout: Duration::from_millis(1000),
+                ..DbPoolConfig::default()
+            };
+            let r = resolver(dns_port, Duration::from_secs(2), &[]);
+            let p = named_pool(MYSQL, host, Some(port), config, r);
+            let r = q(&p, "SELECT 1", &[]).await;
+            assert!(r.is_ok(), "{r:?}");
+            assert_eq!((p.stats().connects, p.stats().connect_failures), (1, 0));
+            drop(hole);
         })
     });
 }

@@ -3,7 +3,8 @@
 //! runs. Include it with `#[path = "common/dns.rs"] mod fake_dns;`.
 //!
 //! A name set with [`FakeDns::set_a`] gets its A records (and NODATA for other types); a
-//! name set with [`FakeDns::set_silent`] is never answered; a name set with
+//! name set with [`FakeDns::set_a_delayed`] gets them late; a name set with
+//! [`FakeDns::set_silent`] is never answered; a name set with
 //! [`FakeDns::set_nxdomain`] is NXDOMAIN after a delay; any other name is NXDOMAIN.
 //! Negative answers carry an SOA whose minimum is [`NEGATIVE_TTL`] seconds.
 //!
@@ -27,9 +28,15 @@ pub const NEGATIVE_TTL: u32 = 1;
 
 #[derive(Clone)]
 enum Entry {
-    A { ips: Vec<Ipv4Addr>, ttl: u32 },
+    A {
+        ips: Vec<Ipv4Addr>,
+        ttl: u32,
+        delay: Duration,
+    },
     Silent,
-    NxDomain { delay: Duration },
+    NxDomain {
+        delay: Duration,
+    },
 }
 
 /// The server; stopped on drop.
@@ -105,7 +112,8 @@ impl FakeDns {
                             m.metadata.response_code = ResponseCode::NXDomain;
                             m.add_authority(soa(&qname));
                         }
-                        Some(Entry::A { ips, ttl }) if qtype == RecordType::A => {
+                        Some(Entry::A { ips, ttl, delay: d }) if qtype == RecordType::A => {
+                            delay = d;
                             for ip in ips {
                                 m.add_answer(Record::from_rdata(
                                     name(&qname),
@@ -145,11 +153,17 @@ impl FakeDns {
 
     /// Answers A queries for `host` with `ips` (TTL `ttl` s); other types NODATA.
     pub fn set_a(&self, host: &str, ips: &[Ipv4Addr], ttl: u32) {
+        self.set_a_delayed(host, ips, ttl, Duration::ZERO);
+    }
+
+    /// As [`FakeDns::set_a`], the A answers sent `delay` after each query.
+    pub fn set_a_delayed(&self, host: &str, ips: &[Ipv4Addr], ttl: u32, delay: Duration) {
         self.zone.lock().unwrap().insert(
             host.to_ascii_lowercase(),
             Entry::A {
                 ips: ips.to_vec(),
                 ttl,
+                delay,
             },
         );
     }

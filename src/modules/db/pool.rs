@@ -619,6 +619,8 @@ impl DbPool {
     /// time-out): resolve the host if it is a name, TCP connect to the first address
     /// that accepts, then the database handshake. `phase` says how far it got.
     async fn connect(&self, phase: &Cell<Phase>) -> Result<DbConn<TcpStream>, PoolError> {
+        // Resolution counts against the connect time-out, as the caller's bound does.
+        let deadline = cores::now().checked_add(self.config.connect_timeout);
         let port = self.url.port;
         let addrs: Vec<SocketAddr> = match &self.target {
             Target::Addr(addr) => vec![*addr],
@@ -636,7 +638,6 @@ impl DbPool {
                     .collect()
             }
         };
-        let deadline = cores::now().checked_add(self.config.connect_timeout);
         let mut last: Option<PoolError> = None;
         for (i, &addr) in addrs.iter().enumerate() {
             phase.set(Phase::Connecting(addr));
