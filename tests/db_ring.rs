@@ -5,10 +5,13 @@
 //! Tables are uniquely named and dropped. No assertion is about wall-clock speed: "at
 //! once" means "ready on the first poll", ordering is checked by completion order.
 
+#[path = "common/dns.rs"]
+mod fake_dns;
+
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::pin::{pin, Pin};
 use std::rc::Rc;
 use std::sync::mpsc;
@@ -16,8 +19,12 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use cores::{Backend, Config, TcpListener, TcpStream};
+use fake_dns::FakeDns;
+use hickory_proto::rr::RecordType;
 use ringsip::modules::db::pool::{DbPool, DbPoolConfig, PoolError};
 use ringsip::modules::db::{DbError, DbUrl, QueryResult};
+use ringsip::transport::dns::ring::{ring_resolver, RingResolver, SystemDnsConfig};
+use ringsip::transport::dns::{Hosts, ResolveError, ResolverConfig};
 
 /// How long a test waits for its shard task before declaring it hung.
 const HANG: Duration = Duration::from_secs(60);
@@ -328,7 +335,7 @@ fn e_a_dead_server_fails_then_down_at_once() {
             );
             let again = poll_once(p.query("SELECT 1", vec![], None));
             assert!(
-                matches!(again, Some(Err(PoolError::Down { addr, .. })) if addr == refused),
+                matches!(&again, Some(Err(PoolError::Down { server, .. })) if *server == refused.to_string()),
                 "{again:?}"
             );
             let s = p.stats();
@@ -872,4 +879,410 @@ fn g_a_slow_query_does_not_block_the_shard() {
             })
         });
     }
+}
+
+// ------------------------------------------------------------ db_url host names
+
+/// A resolver for this shard asking 127.0.0.1:`dns_port` (one attempt, `timeout` per
+/// query) after the hosts table `hosts`.
+fn resolver(dns_port: u16, timeout: Duration, hosts: &[(&str, IpAddr)]) -> Rc<RingResolver> {
+    let mut config = ResolverConfig::with_nameserver(SocketAddr::from(([127, 0, 0, 1], dns_port)));
+    config.timeout = timeout;
+    config.attempts = 1;
+    let mut table = Hosts::new();
+    for (name, ip) in hosts {
+        table.insert(name, *ip);
+    }
+    ring_resolver(
+        &SystemDnsConfig {
+            config,
+            hosts: table,
+        },
+        64,
+    )
+}
+
+/// A pool for `db` whose URL names `host` (and `port`, if given), resolved by `resolver`.
+fn named_pool(
+    db: Db,
+    host: &str,
+    port: Option<u16>,
+    config: DbPoolConfig,
+    resolver: Rc<RingResolver>,
+) -> Rc<DbPool> {
+    let mut url = DbUrl::parse(db.url).expect("test url");
+    url.host = host.to_owned();
+    if let Some(port) = port {
+        url.port = port;
+    }
+    DbPool::with_resolver(url, config, resolver).expect("pool")
+}
+
+/// A UDP port on 127.0.0.1 nothing listens on: a DNS query to it fails at once.
+fn closed_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("reserve a UDP port")
+}
+
+/// A port on 127.0.0.1 that forwards its next `n` connections to `db`'s server; the
+/// same port on 127.0.0.2 (or any other loopback address) has nothing behind it.
+fn forwarder(db: Db, n: usize) -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind forwarder");
+    let port = l.local_addr().expect("addr").port();
+    forward(l, upstream(db), n, Duration::ZERO);
+    port
+}
+
+const OTHER_LOOPBACK: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
+
+#[test]
+fn h_a_host_name_from_the_hosts_file_reaches_each_backend() {
+    for db in DBS {
+        on_shard(move || {
+            Box::pin(async move {
+                // No DNS server: only the hosts table can answer.
+                let r = resolver(
+                    closed_udp_port(),
+                    Duration::from_secs(1),
+                    &[("db-hosts.ringsip.test", IpAddr::V4(Ipv4Addr::LOCALHOST))],
+                );
+                let p = named_pool(
+                    db,
+                    "db-hosts.ringsip.test",
+                    None,
+                    DbPoolConfig::default(),
+                    r,
+                );
+                let port = upstream(db).port();
+                assert_eq!(p.server(), format!("db-hosts.ringsip.test:{port}"));
+                let r = q(&p, db.echo, &["hosted"]).await;
+                assert_eq!(
+                    r.as_ref().ok().and_then(|r| cell(r, 0, 0)).as_deref(),
+                    Some("hosted"),
+                    "{}: {r:?}",
+                    db.name
+                );
+                let s = p.stats();
+                assert_eq!(
+                    (s.connects, s.connect_failures, s.resolve_failures, s.open),
+                    (1, 0, 0, 1),
+                    "{}: {s:?}",
+                    db.name
+                );
+            })
+        });
+    }
+}
+
+#[test]
+fn h_a_host_name_from_dns_is_resolved_again_on_reconnect() {
+    for db in DBS {
+        let dns = FakeDns::start();
+        let host = "db-dns.ringsip.test";
+        let port = forwarder(db, 1);
+        // First the name points where nothing listens, for 2 s.
+        dns.set_a(host, &[OTHER_LOOPBACK], 2);
+        let dns_port = dns.port;
+        let dns = std::sync::Arc::new(dns);
+        let zone = std::sync::Arc::clone(&dns);
+        on_shard(move || {
+            Box::pin(async move {
+                let config = DbPoolConfig {
+                    reconnect_interval_min: Duration::from_millis(20),
+                    reconnect_interval_max: Duration::from_millis(40),
+                    ..DbPoolConfig::default()
+                };
+                let r = resolver(dns_port, Duration::from_secs(1), &[]);
+                let p = named_pool(db, host, Some(port), config, r);
+                let wrong = SocketAddr::from((OTHER_LOOPBACK, port));
+                let r = q(&p, "SELECT 1", &[]).await;
+                assert!(
+                    matches!(&r, Err(PoolError::Connect { addr, .. }) if *addr == wrong),
+                    "{}: {r:?}",
+                    db.name
+                );
+                // The record changes; within its TTL the pool still uses the cached one.
+                zone.set_a(host, &[Ipv4Addr::LOCALHOST], 60);
+                cores::sleep(Duration::from_millis(50)).await;
+                let r = q(&p, "SELECT 1", &[]).await;
+                assert!(
+                    matches!(&r, Err(PoolError::Connect { addr, .. }) if *addr == wrong),
+                    "{}: {r:?}",
+                    db.name
+                );
+                assert_eq!(zone.asked(host, RecordType::A), 1, "{}", db.name);
+                // Once it expired, the next connect asks again and reaches the server.
+                cores::sleep(Duration::from_millis(2100)).await;
+                let r = q(&p, "SELECT 1", &[]).await;
+                assert_eq!(
+                    r.as_ref().ok().and_then(|r| cell(r, 0, 0)).as_deref(),
+                    Some("1"),
+                    "{}: {r:?}",
+                    db.name
+                );
+                assert_eq!(zone.asked(host, RecordType::A), 2, "{}", db.name);
+                let s = p.stats();
+                assert_eq!(
+                    (s.connects, s.connect_failures, s.resolve_failures),
+                    (1, 2, 0),
+                    "{}: {s:?}",
+                    db.name
+                );
+            })
+        });
+        drop(dns);
+    }
+}
+
+#[test]
+fn h_the_next_address_is_tried_when_a_connect_is_refused() {
+    for db in DBS {
+        let dns = FakeDns::start();
+        let host = "db-two.ringsip.test";
+        let port = forwarder(db, 1);
+        dns.set_a(host, &[OTHER_LOOPBACK, Ipv4Addr::LOCALHOST], 60);
+        let dns_port = dns.port;
+        on_shard(move || {
+            Box::pin(async move {
+                let r = resolver(dns_port, Duration::from_secs(1), &[]);
+                let p = named_pool(db, host, Some(port), DbPoolConfig::default(), r);
+                let r = q(&p, "SELECT 1", &[]).await;
+                assert!(r.is_ok(), "{}: {r:?}", db.name);
+                let s = p.stats();
+                assert_eq!(
+                    (s.connects, s.connect_failures),
+                    (1, 0),
+                    "{}: {s:?}",
+                    db.name
+                );
+            })
+        });
+        drop(dns);
+    }
+}
+
+/// `hole` accepts no connection once its accept queue is full (see
+/// e_a_black_holed_server_times_out_then_down_at_once); returns what keeps it so.
+async fn black_hole(hole: SocketAddr) -> (TcpListener, Vec<TcpStream>) {
+    let listener = TcpListener::bind(hole, false, 0).expect("bind the black hole");
+    let mut held = Vec::new();
+    for _ in 0..16 {
+        match TcpStream::connect(hole, Duration::from_millis(200)).await {
+            Ok(s) => held.push(s),
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => break,
+            Err(e) => panic!("filling the accept queue: {e}"),
+        }
+    }
+    assert!(held.len() < 16, "the accept queue never filled");
+    (listener, held)
+}
+
+#[test]
+fn h_a_black_holed_first_address_leaves_time_for_the_next() {
+    let dns = FakeDns::start();
+    let host = "db-hole.ringsip.test";
+    let port = forwarder(MYSQL, 1);
+    dns.set_a(host, &[OTHER_LOOPBACK, Ipv4Addr::LOCALHOST], 60);
+    let dns_port = dns.port;
+    on_shard(move || {
+        Box::pin(async move {
+            let hole = black_hole(SocketAddr::from((OTHER_LOOPBACK, port))).await;
+            let config = DbPoolConfig {
+                connect_timeout: Duration::from_millis(1000),
+                ..DbPoolConfig::default()
+            };
+            let r = resolver(dns_port, Duration::from_secs(1), &[]);
+            let p = named_pool(MYSQL, host, Some(port), config, r);
+            let r = q(&p, "SELECT 1", &[]).await;
+            assert!(r.is_ok(), "{r:?}");
+            assert_eq!((p.stats().connects, p.stats().connect_failures), (1, 0));
+            drop(hole);
+        })
+    });
+}
+
+#[test]
+fn h_the_time_spent_resolving_is_taken_from_the_address_shares() {
+    let dns = FakeDns::start();
+    let host = "db-late.ringsip.test";
+    let port = forwarder(MYSQL, 1);
+    // The answer takes 600 ms of the 1000 ms connect time-out: the black-holed first
+    // address gets half of the 400 ms left, not half of a fresh second, so the second
+    // address is still reached in time.
+    dns.set_a_delayed(
+        host,
+        &[OTHER_LOOPBACK, Ipv4Addr::LOCALHOST],
+        60,
+        Duration::from_millis(600),
+    );
+    let dns_port = dns.port;
+    on_shard(move || {
+        Box::pin(async move {
+            let hole = black_hole(SocketAddr::from((OTHER_LOOPBACK, port))).await;
+            let config = DbPoolConfig {
+                connect_timeout: Duration::from_millis(1000),
+                ..DbPoolConfig::default()
+            };
+            let r = resolver(dns_port, Duration::from_secs(2), &[]);
+            let p = named_pool(MYSQL, host, Some(port), config, r);
+            let r = q(&p, "SELECT 1", &[]).await;
+            assert!(r.is_ok(), "{r:?}");
+            assert_eq!((p.stats().connects, p.stats().connect_failures), (1, 0));
+            drop(hole);
+        })
+    });
+}
+
+#[test]
+fn h_an_unresolvable_host_name_fails_the_connect_and_backs_off() {
+    let dns = FakeDns::start();
+    // Known, but without address records.
+    dns.set_a("noaddr.ringsip.test", &[], 60);
+    let dns_port = dns.port;
+    on_shard(move || {
+        Box::pin(async move {
+            let config = DbPoolConfig {
+                reconnect_interval_min: Duration::from_secs(30),
+                reconnect_interval_max: Duration::from_secs(60),
+                ..DbPoolConfig::default()
+            };
+            let r = resolver(dns_port, Duration::from_secs(1), &[]);
+            let p = named_pool(MYSQL, "nxdomain.ringsip.test", None, config, Rc::clone(&r));
+            let e = q(&p, "SELECT 1", &[]).await;
+            assert!(
+                matches!(&e, Err(PoolError::Resolve { host, source: ResolveError::NxDomain { .. } })
+                    if host == "nxdomain.ringsip.test"),
+                "{e:?}"
+            );
+            let text = e.err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(
+                text.contains("nxdomain.ringsip.test") && text.contains("NXDOMAIN"),
+                "{text}"
+            );
+            // Back-off: the next call fails at once, naming the server and the cause.
+            let again = poll_once(p.query("SELECT 1", vec![], None));
+            assert!(
+                matches!(&again, Some(Err(PoolError::Down { server, last_error, .. }))
+                    if server == "nxdomain.ringsip.test:3306" && last_error.contains("NXDOMAIN")),
+                "{again:?}"
+            );
+            let s = p.stats();
+            assert_eq!(
+                (
+                    s.in_flight,
+                    s.connecting,
+                    s.open,
+                    s.connect_failures,
+                    s.resolve_failures,
+                    s.down_rejections
+                ),
+                (0, 0, 0, 1, 1, 1),
+                "{s:?}"
+            );
+
+            let p = named_pool(MYSQL, "noaddr.ringsip.test", None, config, r);
+            let e = q(&p, "SELECT 1", &[]).await;
+            assert!(
+                matches!(
+                    &e,
+                    Err(PoolError::Resolve {
+                        source: ResolveError::NoData { .. },
+                        ..
+                    })
+                ),
+                "{e:?}"
+            );
+            assert_eq!(p.stats().resolve_failures, 1);
+        })
+    });
+}
+
+#[test]
+fn h_a_dns_time_out_is_bounded_by_the_connect_time_out_and_blocks_nothing() {
+    let dns = FakeDns::start();
+    dns.set_silent("silent.ringsip.test");
+    let dns_port = dns.port;
+    on_shard(move || {
+        Box::pin(async move {
+            // The resolver would wait 5 s; the connect time-out (300 ms) cuts it.
+            let config = DbPoolConfig {
+                connect_timeout: Duration::from_millis(300),
+                ..DbPoolConfig::default()
+            };
+            let p = named_pool(
+                MYSQL,
+                "silent.ringsip.test",
+                None,
+                config,
+                resolver(dns_port, Duration::from_secs(5), &[]),
+            );
+            let order: Rc<RefCell<Vec<&'static str>>> = Rc::default();
+            let unresolved = {
+                let order = Rc::clone(&order);
+                let f = p.query("SELECT 1", vec![], None);
+                cores::spawn_local(async move {
+                    let r = f.await;
+                    order.borrow_mut().push("unresolved");
+                    r
+                })
+            };
+            // Meanwhile the shard serves another pool's query.
+            let other = pool(MYSQL, DbPoolConfig::default());
+            let r = q(&other, "SELECT 1", &[]).await;
+            order.borrow_mut().push("other");
+            assert!(r.is_ok(), "{r:?}");
+            let r = unresolved.await;
+            assert!(
+                matches!(&r, Err(PoolError::ResolveTimeout { host, timeout })
+                    if host == "silent.ringsip.test" && *timeout == Duration::from_millis(300)),
+                "{r:?}"
+            );
+            assert_eq!(*order.borrow(), ["other", "unresolved"]);
+            assert_eq!(
+                (p.stats().connect_failures, p.stats().resolve_failures),
+                (1, 1)
+            );
+
+            // With a resolver time-out shorter than the connect time-out, the
+            // resolver's own error is reported.
+            let config = DbPoolConfig {
+                connect_timeout: Duration::from_secs(3),
+                ..DbPoolConfig::default()
+            };
+            let p = named_pool(
+                MYSQL,
+                "silent.ringsip.test",
+                None,
+                config,
+                resolver(dns_port, Duration::from_millis(200), &[]),
+            );
+            let r = q(&p, "SELECT 1", &[]).await;
+            assert!(
+                matches!(
+                    &r,
+                    Err(PoolError::Resolve {
+                        source: ResolveError::Timeout { .. },
+                        ..
+                    })
+                ),
+                "{r:?}"
+            );
+        })
+    });
+}
+
+#[test]
+fn h_a_pool_without_a_resolver_refuses_a_host_name() {
+    let url = DbUrl::parse("mysql://root@db.ringsip.test/test").expect("url");
+    assert!(matches!(
+        DbPool::new(url, DbPoolConfig::default()),
+        Err(PoolError::NoResolver(h)) if h == "db.ringsip.test"
+    ));
+    let url = DbUrl::parse("mysql://root@db..ringsip.test/test").expect("url");
+    assert!(matches!(
+        DbPool::new(url, DbPoolConfig::default()),
+        Err(PoolError::InvalidHost(_))
+    ));
 }

@@ -3,7 +3,8 @@
 //! asynchronous on the shard's ring through per-shard [`DbPool`]s.
 //!
 //! Module parameters (both modules): `db_url` (repeatable; `"ID URL"` gives the URL an
-//! id, as OpenSIPS does; the first URL is the default), `query_timeout` (ms, default 2000),
+//! id, as OpenSIPS does; the first URL is the default; a host name is resolved by the
+//! shard's resolver whenever a connection is opened), `query_timeout` (ms, default 2000),
 //! and ringsip's `pool_size`, `connect_timeout` (ms), `max_queued_queries`.
 //!
 //! Results follow OpenSIPS: `$rc` 1 with rows, -2 with no rows, -1 on an error (including
@@ -16,14 +17,16 @@ use std::time::Duration;
 
 use crate::proxy::asyncop::OpFuture;
 use crate::proxy::host::Host;
+use crate::proxy::nexthop::shard_resolver;
 use crate::script::{
     interp::{Arg, MsgState},
     ir::ModParamValue,
     pv::Pv,
     Script, Value,
 };
+use crate::transport::dns::ring::SystemDnsConfig;
 
-use super::db::pool::{DbPool, DbPoolConfig};
+use super::db::pool::{DbHost, DbPool, DbPoolConfig};
 use super::db::{avp_db_query_pushes, DbScheme, DbUrl};
 use super::{arg_int, arg_str, Outputs};
 
@@ -61,14 +64,9 @@ pub fn settings(script: &Script) -> Result<DbSettings, String> {
                     _ => (0, s.trim()),
                 };
                 let url = DbUrl::parse(url).map_err(|e| format!("{module}.db_url: {e}"))?;
-                let host = url.host.trim_matches(|c| c == '[' || c == ']');
-                if host.parse::<std::net::IpAddr>().is_err() && host != "localhost" {
-                    return Err(format!(
-                        "{module}.db_url: the host `{}` must be an IP address or localhost \
-                         (database host names are not resolved yet)",
-                        url.host
-                    ));
-                }
+                // A host name is only checked for syntax here: it is resolved when a
+                // connection is opened (the database may come later).
+                DbHost::parse(&url.host).map_err(|e| format!("{module}.db_url: {e}"))?;
                 urls.push((id, url));
             }
             ("query_timeout", ModParamValue::Int(v)) => {
@@ -111,14 +109,20 @@ thread_local! {
     static POOLS: RefCell<Option<Rc<ShardPools>>> = const { RefCell::new(None) };
 }
 
-fn shard_pools(script: &Script) -> Result<Rc<ShardPools>, String> {
+fn shard_pools(script: &Script, dns: &SystemDnsConfig) -> Result<Rc<ShardPools>, String> {
     if let Some(p) = POOLS.with(|p| p.borrow().clone()) {
         return Ok(p);
     }
     let s = settings(script)?;
     let mut pools = Vec::new();
     for (id, url) in s.urls {
-        let pool = DbPool::new(url, s.pool).map_err(|e| e.to_string())?;
+        // A host name uses the shard's resolver (and cache), shared with t_relay and
+        // rest_client; an IP literal or localhost needs none.
+        let pool = match DbHost::parse(&url.host).map_err(|e| e.to_string())? {
+            DbHost::Addr(_) => DbPool::new(url, s.pool),
+            DbHost::Name(_) => DbPool::with_resolver(url, s.pool, shard_resolver(dns)),
+        }
+        .map_err(|e| e.to_string())?;
         pools.push((id, pool));
     }
     let p = Rc::new(ShardPools {
@@ -130,7 +134,8 @@ fn shard_pools(script: &Script) -> Result<Rc<ShardPools>, String> {
 }
 
 fn pool_for(h: &Host<'_>, db_id: Option<i64>) -> Result<(Rc<DbPool>, Duration), i32> {
-    let pools = shard_pools(&h.core.shared.script).map_err(|e| {
+    let shared = &h.core.shared;
+    let pools = shard_pools(&shared.script, &shared.modules.dns).map_err(|e| {
         tracing::error!("avp_db_query: {e}");
         -1
     })?;

@@ -397,6 +397,17 @@ impl Proxy {
     /// Starts ringsip on `script` (the text `{{PORT}}` is replaced by a free port) with
     /// `cores` shards, and waits for its "ready" log line.
     pub fn start(script: &str, cores: usize, extra_args: &[&str]) -> Proxy {
+        Proxy::start_with_env(script, cores, extra_args, &[])
+    }
+
+    /// As [`Proxy::start`], with `env` added to the proxy's environment (e.g.
+    /// `RINGSIP_HOSTS`, `RINGSIP_RESOLV_CONF`, `RINGSIP_DNS_PORT`).
+    pub fn start_with_env(
+        script: &str,
+        cores: usize,
+        extra_args: &[&str],
+        env: &[(&str, &std::ffi::OsStr)],
+    ) -> Proxy {
         let port = free_udp_port();
         let dir = TempDir::new("proxy");
         let path = dir.0.join("ringsip.cfg");
@@ -413,6 +424,7 @@ impl Proxy {
             .arg("--mgmt")
             .arg(mgmt.to_string());
         cmd.args(extra_args);
+        cmd.envs(env.iter().copied());
         cmd.stdout(Stdio::null()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn ringsip");
         let stderr = child.stderr.take().expect("stderr");

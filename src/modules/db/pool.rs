@@ -14,23 +14,38 @@
 //!   future is dropped (time-out) leaves its connection unusable, so it is discarded.
 //! - A freed connection or slot is handed directly to the oldest waiter (FIFO), so a
 //!   newcomer never overtakes a queued call.
-//! - After a failed connect the pool is "down" for a back-off delay (doubling from
-//!   `reconnect_interval_min` up to `reconnect_interval_max`): calls that would need a new
-//!   connection fail at once with [`PoolError::Down`]; the first call after the delay tries
-//!   again, and a successful connect resets the delay.
+//! - After a failed connect (including a host name that did not resolve) the pool is
+//!   "down" for a back-off delay (doubling from `reconnect_interval_min` up to
+//!   `reconnect_interval_max`): calls that would need a new connection fail at once with
+//!   [`PoolError::Down`]; the first call after the delay tries again, and a successful
+//!   connect resets the delay.
 //! - Failed queries are never retried: the drivers cannot tell whether a statement reached
 //!   the server before the connection broke, and a statement may not be idempotent.
 //!   Instead, a connection idle for longer than `ping_interval` is pinged before reuse,
 //!   and discarded (the call moves on to another one) if the ping fails.
+//! - Nothing here blocks the shard: a host name is resolved by the shard's own resolver
+//!   ([`RingResolver`]: hosts file, cache, DNS on the ring), never by getaddrinfo.
 //!
 //! The query time-out bounds the whole call (queue wait, connect, query). Connecting runs
 //! in a task of its own, bounded by the connect time-out only: a caller that gives up
 //! does not abort it, so a black-holed server still leads to back-off, and a connection
-//! that completes late serves the next call. Host names other than IP literals and
-//! `localhost` are rejected ([`PoolError::UnsupportedHost`]) until the shard resolver is
-//! wired in.
+//! that completes late serves the next call.
+//!
+//! The `db_url` host ([`DbHost`]): an IP literal or `localhost` (127.0.0.1) is fixed at
+//! creation and connected to without a lookup. A host name is resolved at every connect
+//! (never at creation, so a name that does not resolve yet is no start-up failure, and a
+//! changed record is picked up by the next connect once the resolver's cached answer
+//! expires): IPv4 addresses first, then IPv6 ([`RingResolver::lookup_ip`]: A, then
+//! AAAA; a name in the hosts file is answered from it alone), at most
+//! [`MAX_CONNECT_ADDRESSES`] of them. Resolution counts against the connect time-out.
+//! The addresses are tried in that order until a TCP connect succeeds, each within an
+//! equal share of the time left (the last one gets all of it), so a black-holed first
+//! address still leaves time for the next; a failed database handshake ends the attempt.
+//! A name that does not resolve (NXDOMAIN, no address records, DNS time-out) is a failed
+//! connect: [`PoolError::Resolve`] / [`PoolError::ResolveTimeout`], logged with the host,
+//! and the back-off starts.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
@@ -43,6 +58,12 @@ use std::time::{Duration, Instant};
 use cores::TcpStream;
 
 use super::{DbConn, DbError, DbLimits, DbUrl, QueryResult};
+use crate::transport::dns::conf::normalize_name;
+use crate::transport::dns::ring::RingResolver;
+use crate::transport::dns::ResolveError;
+
+/// The most addresses of a host name one connect attempt tries, in resolver order.
+pub const MAX_CONNECT_ADDRESSES: usize = 4;
 
 /// Pool parameters (module parameters; defaults as documented per field).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,11 +111,13 @@ pub enum PoolError {
     /// The configuration is unusable (checked by [`DbPool::new`]).
     #[error("invalid db pool configuration: {0}")]
     Config(&'static str),
-    /// The `db_url` host is neither an IP address nor `localhost`.
-    #[error(
-        "db_url host {0:?} is not an IP address or localhost; name resolution is not supported yet"
-    )]
-    UnsupportedHost(String),
+    /// The `db_url` host is neither an IP address nor a valid host name.
+    #[error("db_url host {0:?} is neither an IP address nor a valid host name")]
+    InvalidHost(String),
+    /// The `db_url` host is a name and the pool was created without a resolver
+    /// ([`DbPool::new`] instead of [`DbPool::with_resolver`]).
+    #[error("db_url host {0:?} is a name, and this pool has no resolver")]
+    NoResolver(String),
     /// Every connection is busy and `limit` calls already wait.
     #[error("db pool queue full ({limit} queries already waiting for a connection)")]
     QueueFull {
@@ -102,21 +125,39 @@ pub enum PoolError {
         limit: usize,
     },
     /// A recent connect failed and the back-off delay has not passed.
-    #[error("database {addr} is down (next connect attempt in {retry_in:?}): {last_error}")]
+    #[error("database {server} is down (next connect attempt in {retry_in:?}): {last_error}")]
     Down {
-        /// The server address.
-        addr: SocketAddr,
+        /// The server, `host:port` as the `db_url` gives it.
+        server: String,
         /// Time until the pool tries to connect again.
         retry_in: Duration,
         /// The error of the last failed connect.
         last_error: String,
     },
-    /// TCP connect plus handshake did not finish within the connect time-out.
+    /// The host name did not resolve: NXDOMAIN, no A/AAAA records, or the resolver's
+    /// own failure (time-out, SERVFAIL, no nameserver...).
+    #[error("database host {host:?} did not resolve: {source}")]
+    Resolve {
+        /// The `db_url` host.
+        host: String,
+        /// The resolver's error.
+        source: ResolveError,
+    },
+    /// Resolving the host name used up the whole connect time-out.
+    #[error("database host {host:?} did not resolve within the connect time-out ({timeout:?})")]
+    ResolveTimeout {
+        /// The `db_url` host.
+        host: String,
+        /// The connect time-out.
+        timeout: Duration,
+    },
+    /// TCP connect plus handshake did not finish within the connect time-out (or the
+    /// TCP connect to one of several addresses within its share of it).
     #[error("connecting to database {addr} timed out after {timeout:?}")]
     ConnectTimeout {
         /// The server address.
         addr: SocketAddr,
-        /// The connect time-out.
+        /// The time allowed.
         timeout: Duration,
     },
     /// The TCP connect failed (e.g. refused).
@@ -158,8 +199,10 @@ pub struct PoolStats {
     pub connecting: usize,
     /// Successful connects (since creation).
     pub connects: u64,
-    /// Failed connects (refused, timed out, handshake failed).
+    /// Failed connects (refused, timed out, handshake failed, host name unresolved).
     pub connect_failures: u64,
+    /// Of which the host name did not resolve.
+    pub resolve_failures: u64,
     /// Calls that hit their query time-out.
     pub timeouts: u64,
     /// Calls refused because the queue was full.
@@ -215,28 +258,92 @@ struct State {
     stats: PoolStats,
 }
 
+/// A `db_url` host, classified once when the pool is created (see the module docs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DbHost {
+    /// An IP literal, or `localhost` (127.0.0.1): connected to without a lookup.
+    Addr(IpAddr),
+    /// A host name, as written (a trailing dot makes it absolute: no search list),
+    /// resolved at every connect.
+    Name(String),
+}
+
+impl DbHost {
+    /// Classifies `host` (IPv6 without brackets, as [`DbUrl`] keeps it); a host that is
+    /// neither an address nor a syntactically valid name is [`PoolError::InvalidHost`].
+    pub fn parse(host: &str) -> Result<DbHost, PoolError> {
+        if host.eq_ignore_ascii_case("localhost") {
+            return Ok(DbHost::Addr(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+        }
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            return Ok(DbHost::Addr(ip));
+        }
+        match normalize_name(host) {
+            Some(_) => Ok(DbHost::Name(host.to_owned())),
+            None => Err(PoolError::InvalidHost(host.to_owned())),
+        }
+    }
+}
+
+/// Where a pool's connections go.
+enum Target {
+    /// Fixed at creation.
+    Addr(SocketAddr),
+    /// Resolved at every connect by the shard's resolver.
+    Name {
+        host: String,
+        resolver: Rc<RingResolver>,
+    },
+}
+
+/// How far one connect attempt got (to say what an expired connect time-out cut short).
+#[derive(Clone, Copy)]
+enum Phase {
+    Resolving,
+    Connecting(SocketAddr),
+}
+
 /// A per-shard pool of connections to one database (see the module docs).
 pub struct DbPool {
     url: DbUrl,
-    addr: SocketAddr,
+    target: Target,
+    /// `host:port` for errors and logs.
+    server: String,
     config: DbPoolConfig,
     state: RefCell<State>,
 }
 
-/// Resolves a `db_url` host without a resolver: IP literals and `localhost` only.
-fn resolve_host(host: &str, port: u16) -> Result<SocketAddr, PoolError> {
-    if host.eq_ignore_ascii_case("localhost") {
-        return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port));
-    }
-    host.parse::<IpAddr>()
-        .map(|ip| SocketAddr::new(ip, port))
-        .map_err(|_| PoolError::UnsupportedHost(host.to_owned()))
-}
-
 impl DbPool {
-    /// Checks `config`, resolves the URL's host and returns an empty pool (connections
-    /// are opened lazily by [`DbPool::query`]).
+    /// Checks `config` and returns an empty pool for a URL whose host is an IP address
+    /// or `localhost` (connections are opened lazily by [`DbPool::query`]). A host name
+    /// needs [`DbPool::with_resolver`]; here it is [`PoolError::NoResolver`].
     pub fn new(url: DbUrl, config: DbPoolConfig) -> Result<Rc<DbPool>, PoolError> {
+        match DbHost::parse(&url.host)? {
+            DbHost::Addr(ip) => {
+                let addr = SocketAddr::new(ip, url.port);
+                Self::build(url, Target::Addr(addr), config)
+            }
+            DbHost::Name(host) => Err(PoolError::NoResolver(host)),
+        }
+    }
+
+    /// As [`DbPool::new`], and a host name is resolved by `resolver` (the shard's, see
+    /// [`crate::proxy::nexthop::shard_resolver`]) each time a connection is opened. The
+    /// name is not looked up here: a name that does not resolve yet is no error until a
+    /// query needs a connection.
+    pub fn with_resolver(
+        url: DbUrl,
+        config: DbPoolConfig,
+        resolver: Rc<RingResolver>,
+    ) -> Result<Rc<DbPool>, PoolError> {
+        let target = match DbHost::parse(&url.host)? {
+            DbHost::Addr(ip) => Target::Addr(SocketAddr::new(ip, url.port)),
+            DbHost::Name(host) => Target::Name { host, resolver },
+        };
+        Self::build(url, target, config)
+    }
+
+    fn build(url: DbUrl, target: Target, config: DbPoolConfig) -> Result<Rc<DbPool>, PoolError> {
         if config.pool_size == 0 {
             return Err(PoolError::Config("pool_size must be at least 1"));
         }
@@ -250,10 +357,14 @@ impl DbPool {
                 "reconnect_interval_min must be > 0 and <= reconnect_interval_max",
             ));
         }
-        let addr = resolve_host(&url.host, url.port)?;
+        let server = match &target {
+            Target::Addr(addr) => addr.to_string(),
+            Target::Name { host, .. } => format!("{host}:{}", url.port),
+        };
         Ok(Rc::new(DbPool {
             url,
-            addr,
+            target,
+            server,
             config,
             state: RefCell::new(State {
                 idle: Vec::with_capacity(config.pool_size),
@@ -267,14 +378,15 @@ impl DbPool {
         }))
     }
 
-    /// The server address connections go to.
     /// The database URL this pool connects to.
     pub fn url(&self) -> &DbUrl {
         &self.url
     }
 
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
+    /// The server connections go to, `host:port` (the address for an IP literal, the
+    /// name as the `db_url` writes it otherwise).
+    pub fn server(&self) -> &str {
+        &self.server
     }
 
     /// The pool's parameters.
@@ -351,7 +463,7 @@ impl DbPool {
             return None;
         }
         let err = PoolError::Down {
-            addr: self.addr,
+            server: self.server.clone(),
             retry_in: down.until.saturating_duration_since(now),
             last_error: down.last_error.clone(),
         };
@@ -448,30 +560,21 @@ impl DbPool {
         slot: SlotGuard,
         _connecting: Connecting,
     ) -> Result<Lease, PoolError> {
-        let addr = self.addr;
         let limit = self.config.connect_timeout;
-        let attempt = async {
-            let stream = TcpStream::connect(addr, limit).await.map_err(|e| {
-                if e.kind() == io::ErrorKind::TimedOut {
+        let phase = Cell::new(Phase::Resolving);
+        let r = match cores::timeout(limit, self.connect(&phase)).await {
+            Ok(r) => r,
+            Err(_) => Err(match (phase.get(), &self.target) {
+                (Phase::Resolving, Target::Name { host, .. }) => PoolError::ResolveTimeout {
+                    host: host.clone(),
+                    timeout: limit,
+                },
+                (Phase::Connecting(addr), _) | (Phase::Resolving, &Target::Addr(addr)) => {
                     PoolError::ConnectTimeout {
                         addr,
                         timeout: limit,
                     }
-                } else {
-                    PoolError::Connect { addr, source: e }
                 }
-            })?;
-            // Queries are small request/response exchanges: do not delay them.
-            let _ = stream.set_nodelay(true);
-            DbConn::connect_with(stream, &self.url, self.config.limits)
-                .await
-                .map_err(|source| PoolError::Handshake { addr, source })
-        };
-        let r = match cores::timeout(limit, attempt).await {
-            Ok(r) => r,
-            Err(_) => Err(PoolError::ConnectTimeout {
-                addr,
-                timeout: limit,
             }),
         };
         match r {
@@ -488,6 +591,12 @@ impl DbPool {
                 {
                     let mut st = self.state.borrow_mut();
                     st.stats.connect_failures += 1;
+                    if matches!(
+                        e,
+                        PoolError::Resolve { .. } | PoolError::ResolveTimeout { .. }
+                    ) {
+                        st.stats.resolve_failures += 1;
+                    }
                     let delay = st.next_backoff;
                     st.next_backoff = delay
                         .saturating_mul(2)
@@ -498,12 +607,79 @@ impl DbPool {
                         last_error: e.to_string(),
                     });
                 }
-                tracing::warn!(%addr, error = %e, "db connect failed");
+                tracing::warn!(server = %self.server, error = %e, "db connect failed");
                 // Dropping `slot` hands it to the next waiter, which then sees `down`.
                 drop(slot);
                 Err(e)
             }
         }
+    }
+
+    /// One connect attempt, unbounded here (the caller bounds it by the connect
+    /// time-out): resolve the host if it is a name, TCP connect to the first address
+    /// that accepts, then the database handshake. `phase` says how far it got.
+    async fn connect(&self, phase: &Cell<Phase>) -> Result<DbConn<TcpStream>, PoolError> {
+        // Resolution counts against the connect time-out, as the caller's bound does.
+        let deadline = cores::now().checked_add(self.config.connect_timeout);
+        let port = self.url.port;
+        let addrs: Vec<SocketAddr> = match &self.target {
+            Target::Addr(addr) => vec![*addr],
+            Target::Name { host, resolver } => {
+                let ips = resolver
+                    .lookup_ip(host)
+                    .await
+                    .map_err(|source| PoolError::Resolve {
+                        host: host.clone(),
+                        source,
+                    })?;
+                ips.into_iter()
+                    .take(MAX_CONNECT_ADDRESSES)
+                    .map(|ip| SocketAddr::new(ip, port))
+                    .collect()
+            }
+        };
+        let mut last: Option<PoolError> = None;
+        for (i, &addr) in addrs.iter().enumerate() {
+            phase.set(Phase::Connecting(addr));
+            // An equal share of the time left for each address still to try; the
+            // caller's bound cuts the last one (and the handshake) short anyway.
+            let left = deadline.map_or(self.config.connect_timeout, |d| {
+                d.saturating_duration_since(cores::now())
+            });
+            let still = u32::try_from(addrs.len() - i).unwrap_or(u32::MAX).max(1);
+            let share = left / still;
+            match TcpStream::connect(addr, share).await {
+                Ok(stream) => {
+                    // Queries are small request/response exchanges: do not delay them.
+                    let _ = stream.set_nodelay(true);
+                    return DbConn::connect_with(stream, &self.url, self.config.limits)
+                        .await
+                        .map_err(|source| PoolError::Handshake { addr, source });
+                }
+                Err(e) => {
+                    let e = if e.kind() == io::ErrorKind::TimedOut {
+                        PoolError::ConnectTimeout {
+                            addr,
+                            timeout: share,
+                        }
+                    } else {
+                        PoolError::Connect { addr, source: e }
+                    };
+                    if i + 1 < addrs.len() {
+                        tracing::info!(server = %self.server, error = %e, "db connect failed, trying the next address");
+                    }
+                    last = Some(e);
+                }
+            }
+        }
+        // `lookup_ip` never returns an empty list; should it, that is a failed lookup.
+        Err(last.unwrap_or_else(|| PoolError::Resolve {
+            host: self.url.host.clone(),
+            source: ResolveError::NoData {
+                name: self.url.host.clone(),
+                qtype: crate::transport::dns::QueryType::A,
+            },
+        }))
     }
 
     /// Takes back a connection: to the oldest waiter, to the idle list, or discarded.
@@ -701,19 +877,37 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hosts_resolve_without_a_resolver() {
+    fn hosts_are_classified() {
         assert_eq!(
-            resolve_host("localhost", 3306).ok(),
-            Some(SocketAddr::from(([127, 0, 0, 1], 3306)))
+            DbHost::parse("localhost").ok(),
+            Some(DbHost::Addr(IpAddr::V4(Ipv4Addr::LOCALHOST)))
         );
         assert_eq!(
-            resolve_host("::1", 5432).ok(),
-            Some("[::1]:5432".parse().unwrap())
+            DbHost::parse("LocalHost").ok(),
+            Some(DbHost::Addr(IpAddr::V4(Ipv4Addr::LOCALHOST)))
         );
-        assert!(matches!(
-            resolve_host("db.example.com", 3306),
-            Err(PoolError::UnsupportedHost(h)) if h == "db.example.com"
-        ));
+        assert_eq!(
+            DbHost::parse("::1").ok(),
+            Some(DbHost::Addr("::1".parse().unwrap()))
+        );
+        assert_eq!(
+            DbHost::parse("192.0.2.7").ok(),
+            Some(DbHost::Addr("192.0.2.7".parse().unwrap()))
+        );
+        assert_eq!(
+            DbHost::parse("db1.example.net").ok(),
+            Some(DbHost::Name("db1.example.net".into()))
+        );
+        assert_eq!(
+            DbHost::parse("db1.example.net.").ok(),
+            Some(DbHost::Name("db1.example.net.".into()))
+        );
+        for bad in ["db 1", "db..example", "db!", "", "a.-b.c\\x"] {
+            assert!(
+                matches!(DbHost::parse(bad), Err(PoolError::InvalidHost(h)) if h == bad),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]
@@ -741,7 +935,7 @@ mod tests {
         let named = DbUrl::parse("mysql://root@db.example.com/test").unwrap();
         assert!(matches!(
             DbPool::new(named, DbPoolConfig::default()),
-            Err(PoolError::UnsupportedHost(_))
+            Err(PoolError::NoResolver(h)) if h == "db.example.com"
         ));
     }
 }
