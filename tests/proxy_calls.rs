@@ -394,3 +394,47 @@ fn ended_transactions_leave_the_table_after_wt_timer() {
         "ended transactions lingered {took:?} with wt_timer = 1 s"
     );
 }
+
+/// `forward()` (stateless, RFC 3261 §16.11): our Via goes on top, the sender's gets
+/// `received` and its empty `rport` filled in (RFC 3581) exactly once, and the UAS's
+/// response finds its way back by the Vias alone.
+#[test]
+fn stateless_forward_puts_our_via_on_top_and_routes_the_response_back() {
+    let proxy = Proxy::start(
+        &format!("{BASE}\nroute {{\n    forward();\n    exit;\n}}\n"),
+        1,
+        &[],
+    );
+    let (uac, uas) = (Ua::new(), Ua::new());
+    let invite = Req::new("INVITE", format!("sip:bob@{}", uas.addr));
+    uac.send(&invite.render(uac.addr), proxy.addr);
+    let (got, from) = uas.expect_request(&invite.call_id, "INVITE");
+    let vias = got.header_all("via");
+    assert_eq!(vias.len(), 2, "{}", got.raw);
+    assert!(
+        vias[0].contains(&proxy.addr.to_string()) && vias[0].contains("branch=z9hG4bK"),
+        "our Via first: {}",
+        got.raw
+    );
+    let sender = &vias[1];
+    assert!(sender.contains(&uac.addr.to_string()), "{}", got.raw);
+    assert!(sender.contains("received=127.0.0.1"), "{}", got.raw);
+    assert_eq!(
+        sender.matches("rport").count(),
+        1,
+        "rport once, with the port: {sender}"
+    );
+    assert!(
+        sender.contains(&format!("rport={}", uac.addr.port())),
+        "{sender}"
+    );
+
+    uas.send(&reply(&got, 200, "OK", Some("t1"), Some(uas.addr)), from);
+    let ok = uac.expect_status(&invite.call_id, "INVITE", 200);
+    assert_eq!(
+        ok.header_all("via").len(),
+        1,
+        "our Via is stripped: {}",
+        ok.raw
+    );
+}

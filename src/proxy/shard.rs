@@ -1880,22 +1880,23 @@ impl Core {
         let Some(own) = self.listeners.get(rx.listener).map(|l| l.addr) else {
             return -1;
         };
-        // The sender's Via gets received/rport so replies can be routed back statelessly.
-        if let Some(top) = msg.header_lines(HeaderName::Via).next() {
-            let first = split_first_value(top);
-            let mut v = String::from_utf8_lossy(first).into_owned();
-            let _ = write!(v, ";received={};rport={}", rx.src.ip(), rx.src.port());
-            if m.strip_top_via().is_err() || m.prepend_via(v.as_bytes()).is_err() {
-                return -1;
-            }
-        }
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
         for b in msg.top_via().ok().and_then(|v| v.branch).unwrap_or(b"") {
             h = (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
         }
+        // Ours on top: edits inserted at the same place come out in the order recorded, so
+        // our Via is recorded before the sender's rewritten one.
         let via = format!("SIP/2.0/UDP {own};branch=z9hG4bKsl{h:x}");
         if m.prepend_via(via.as_bytes()).is_err() {
             return -1;
+        }
+        // The sender's Via gets received/rport (RFC 3261 §18.2.1, RFC 3581 §4) so replies
+        // can be routed back statelessly.
+        if let Some(top) = msg.header_lines(HeaderName::Via).next() {
+            let v = via_with_received(split_first_value(top), rx.src);
+            if m.strip_top_via().is_err() || m.prepend_via(v.as_bytes()).is_err() {
+                return -1;
+            }
         }
         let mut out = std::mem::take(&mut self.out);
         out.clear();
@@ -1935,6 +1936,26 @@ pub fn next_hop_uri(msg: &Message, du: Option<&str>, routes_stripped: usize) -> 
 }
 
 /// The first comma-separated value of a header line (outside quotes and `<>`).
+/// A Via value with `received` and `rport` set to where the request came from: any
+/// `received`/`rport` it carried (RFC 3581: an empty `rport` asks for the port) is replaced,
+/// so neither parameter appears twice.
+fn via_with_received(via: &[u8], src: SocketAddr) -> String {
+    let text = String::from_utf8_lossy(via);
+    let mut parts = text.split(';');
+    let mut out = String::with_capacity(text.len() + 48);
+    out.push_str(parts.next().unwrap_or("").trim_end());
+    for p in parts {
+        let name = p.split('=').next().unwrap_or("").trim();
+        if name.eq_ignore_ascii_case("received") || name.eq_ignore_ascii_case("rport") {
+            continue;
+        }
+        out.push(';');
+        out.push_str(p.trim());
+    }
+    let _ = write!(out, ";received={};rport={}", src.ip(), src.port());
+    out
+}
+
 fn split_first_value(v: &[u8]) -> &[u8] {
     let (mut quoted, mut depth) = (false, 0i32);
     for (i, &c) in v.iter().enumerate() {
