@@ -1156,27 +1156,34 @@ impl Core {
 
     /// Whether `uri_or_host` (a SIP URI, or host[:port]) names one of our sockets.
     pub fn is_myself(&self, uri_or_host: &[u8]) -> bool {
-        let (host, port): (&[u8], Option<u16>) = match parse_uri(uri_or_host) {
-            Ok(Uri::Sip(s)) => (s.host_text, s.port),
-            Ok(_) => return false,
+        match parse_uri(uri_or_host) {
+            Ok(Uri::Sip(s)) => self.is_myself_sip(&s),
+            Ok(_) => false,
             Err(_) => {
                 let text = std::str::from_utf8(uri_or_host).unwrap_or("");
-                match text.rsplit_once(':') {
-                    Some((h, p)) if !h.contains(':') || h.ends_with(']') => {
-                        (h.as_bytes(), p.parse().ok())
-                    }
-                    _ => (text.as_bytes(), None),
-                }
+                let (host, port) = match text.rsplit_once(':') {
+                    Some((h, p)) if !h.contains(':') || h.ends_with(']') => (h, p.parse().ok()),
+                    _ => (text, None),
+                };
+                let ip: Option<IpAddr> = host.trim_matches(|c| c == '[' || c == ']').parse().ok();
+                self.names_us(host.as_bytes(), ip, port.unwrap_or(5060))
             }
-        };
-        let host_text = std::str::from_utf8(host).unwrap_or("");
-        let ip: Option<IpAddr> = host_text
-            .trim_matches(|c| c == '[' || c == ']')
-            .parse()
-            .ok();
-        let port = port.unwrap_or(5060);
-        let by_ip = self.listeners.iter().any(|l| {
-            Some(l.addr.ip()) == ip && (l.addr.port() == port || l.own_addr.port() == port)
+        }
+    }
+
+    /// Whether an already parsed SIP URI names one of our sockets (its host and port;
+    /// the port defaults to 5060).
+    pub fn is_myself_sip(&self, uri: &crate::sip::uri::SipUri<'_>) -> bool {
+        self.names_us(uri.host_text, uri.host.ip(), uri.port.unwrap_or(5060))
+    }
+
+    /// Whether `host` (its text, and the address if it is an IP literal) with `port` is
+    /// one of our listening addresses or an alias.
+    fn names_us(&self, host: &[u8], ip: Option<IpAddr>, port: u16) -> bool {
+        let by_ip = ip.is_some_and(|ip| {
+            self.listeners
+                .iter()
+                .any(|l| l.addr.ip() == ip && (l.addr.port() == port || l.own_addr.port() == port))
         });
         by_ip
             || self.shared.aliases.iter().any(|a| {
@@ -1184,7 +1191,7 @@ impl Core {
                     Some((h, p)) => (h, p.parse().unwrap_or(5060)),
                     None => (a.as_str(), 5060),
                 };
-                ah.eq_ignore_ascii_case(host_text) && ap == port
+                ah.as_bytes().eq_ignore_ascii_case(host) && ap == port
             })
     }
 
@@ -1416,11 +1423,11 @@ impl Core {
         }
         let du = du_after.as_deref();
         let target = if ruri.is_some() && du.is_none() {
-            m.request_uri().unwrap_or(b"").to_vec()
+            m.request_uri().unwrap_or(b"")
         } else {
-            next_hop_uri(&m, du, routes_stripped)
+            next_hop(&m, du, routes_stripped)
         };
-        match super::nexthop::classify(&target) {
+        match super::nexthop::classify(target) {
             Ok(NextHopTarget::Static(dest)) => {
                 self.push_branch(id, m, Some(dest), Vec::new())?;
                 self.run_actions(id);
@@ -1925,12 +1932,12 @@ impl Core {
 
 /// Where a request goes (RFC 3261 §16.6 steps 6-7, §16.12): `$du` if set, else the first
 /// Route value left after `loose_route()` removed ours, else the Request-URI.
-pub fn next_hop_uri(msg: &Message, du: Option<&str>, routes_stripped: usize) -> Vec<u8> {
+pub fn next_hop<'a>(msg: &'a Message, du: Option<&'a str>, routes_stripped: usize) -> &'a [u8] {
     match du {
-        Some(d) => d.as_bytes().to_vec(),
+        Some(d) => d.as_bytes(),
         None => match msg.routes().nth(routes_stripped) {
-            Some(Ok(r)) => r.uri.to_vec(),
-            _ => msg.request_uri().unwrap_or(b"").to_vec(),
+            Some(Ok(r)) => r.uri,
+            _ => msg.request_uri().unwrap_or(b""),
         },
     }
 }
