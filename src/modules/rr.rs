@@ -3,8 +3,6 @@
 //! arrived on); `loose_route()` removes Route values that name us so the next hop is the
 //! next Route value, or the Request-URI.
 
-use std::fmt::Write as _;
-
 use crate::proxy::host::Host;
 use crate::script::interp::{Arg, MsgState};
 use crate::sip::{parse_uri, Uri};
@@ -17,7 +15,9 @@ pub fn record_route(h: &mut Host<'_>, args: &[Arg<'_>], _st: &mut MsgState) -> i
         return -1;
     };
     let mut v = String::with_capacity(64);
-    let _ = write!(v, "<sip:{};lr", l.addr);
+    v.push_str("<sip:");
+    v.push_str(&l.addr_text);
+    v.push_str(";lr");
     if let Some(p) = arg_str(args, 0) {
         if !p.starts_with(';') {
             v.push(';');

@@ -110,6 +110,11 @@ pub struct Listener {
     /// their responses come back to this shard.
     pub own: cores::UdpSocket,
     pub own_addr: SocketAddr,
+    /// `addr` as text (`IP:port`, `[v6]:port`), written once so the message path does
+    /// not format a socket address per message.
+    pub addr_text: String,
+    /// `own_addr` as text.
+    pub own_text: String,
 }
 
 /// A timer of a transaction armed in the shard's wheel.
@@ -375,9 +380,12 @@ impl Shard {
                     tracing::warn!("cannot size the socket buffers of {addr}: {e}");
                 }
             }
+            let (addr, own_addr) = (public.local_addr(), own.local_addr());
             listeners.push(Listener {
-                addr: public.local_addr(),
-                own_addr: own.local_addr(),
+                addr,
+                own_addr,
+                addr_text: addr.to_string(),
+                own_text: own_addr.to_string(),
                 public,
                 own,
             });
@@ -1147,7 +1155,8 @@ impl Core {
         let method = msg.method()?.as_str();
         self.scratch.clear();
         self.scratch.push_str(std::str::from_utf8(via.host).ok()?);
-        let _ = write!(self.scratch, ":{}", via.port.unwrap_or(5060));
+        self.scratch.push(':');
+        push_decimal(&mut self.scratch, u64::from(via.port.unwrap_or(5060)));
         self.table
             .match_request(branch, &self.scratch, method)
             .ok()
@@ -1208,7 +1217,11 @@ impl Core {
     /// A To-tag for replies this shard makes up.
     pub fn new_tag(&mut self) -> String {
         self.tag_seq = self.tag_seq.wrapping_add(1);
-        format!("rs{:x}{:x}", self.tag_salt & 0xffff_ffff, self.tag_seq)
+        let mut tag = String::with_capacity(2 + 8 + 16);
+        tag.push_str("rs");
+        push_hex(&mut tag, self.tag_salt & 0xffff_ffff);
+        push_hex(&mut tag, self.tag_seq);
+        tag
     }
 
     /// A stateless reply's To-tag: the same for retransmissions of one request.
@@ -1222,7 +1235,8 @@ impl Core {
                 h = (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
             }
         }
-        let _ = write!(out, "rs{h:x}");
+        out.push_str("rs");
+        push_hex(out, h);
     }
 
     /// Sends bytes to `to` from listener `l`'s public socket.
@@ -1323,12 +1337,14 @@ impl Core {
             TxnKind::NonInvite
         };
         let _ = kind;
-        let mut sent_by = String::new();
+        let mut sent_by = std::mem::take(&mut self.scratch);
+        sent_by.clear();
         sent_by.push_str(std::str::from_utf8(via.host).unwrap_or(""));
-        let _ = write!(sent_by, ":{}", via.port.unwrap_or(5060));
+        sent_by.push(':');
+        push_decimal(&mut sent_by, u64::from(via.port.unwrap_or(5060)));
         let now = cores::now();
         let pkt: Pkt = msg.buffer().clone();
-        let id = match self.table.insert(
+        let inserted = self.table.insert(
             branch,
             &sent_by,
             method.as_str(),
@@ -1336,7 +1352,9 @@ impl Core {
             false,
             now,
             &mut self.actions,
-        ) {
+        );
+        self.scratch = sent_by;
+        let id = match inserted {
             Ok(id) => id,
             Err(crate::txn::TableError::Full { .. }) => {
                 self.stats.txn_table_full += 1;
@@ -1491,17 +1509,19 @@ impl Core {
         }
         let b = BranchIdx(u8::try_from(txn.branch_count()).map_err(|_| -1)?);
         let listener = self.ctx_mut(id).map_or(0, |c| c.rx.listener);
-        let own = self
-            .listeners
-            .get(listener)
-            .or(self.listeners.first())
-            .map(|l| l.own_addr);
-        let Some(own) = own else {
+        let Some(own) = self.listeners.get(listener).or(self.listeners.first()) else {
             return Err(-1);
         };
         let branch = self.table.branch_id(id, b);
-        let via = format!("SIP/2.0/UDP {own};branch={}", branch.as_str());
-        m.prepend_via(via.as_bytes()).map_err(|_| -1)?;
+        let mut via = std::mem::take(&mut self.scratch);
+        via.clear();
+        via.push_str("SIP/2.0/UDP ");
+        via.push_str(&own.own_text);
+        via.push_str(";branch=");
+        via.push_str(branch.as_str());
+        let prepended = m.prepend_via(via.as_bytes());
+        self.scratch = via;
+        prepended.map_err(|_| -1)?;
         if m.max_forwards().ok().flatten().is_none() {
             let _ = m.append_header(b"Max-Forwards", b"70");
         }
@@ -1884,26 +1904,14 @@ impl Core {
             return -2;
         };
         let mut m = msg.clone();
-        let Some(own) = self.listeners.get(rx.listener).map(|l| l.addr) else {
-            return -1;
-        };
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in msg.top_via().ok().and_then(|v| v.branch).unwrap_or(b"") {
-            h = (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
-        }
-        // Ours on top: edits inserted at the same place come out in the order recorded, so
-        // our Via is recorded before the sender's rewritten one.
-        let via = format!("SIP/2.0/UDP {own};branch=z9hG4bKsl{h:x}");
-        if m.prepend_via(via.as_bytes()).is_err() {
+        if self.listeners.get(rx.listener).is_none() {
             return -1;
         }
-        // The sender's Via gets received/rport (RFC 3261 §18.2.1, RFC 3581 §4) so replies
-        // can be routed back statelessly.
-        if let Some(top) = msg.header_lines(HeaderName::Via).next() {
-            let v = via_with_received(split_first_value(top), rx.src);
-            if m.strip_top_via().is_err() || m.prepend_via(v.as_bytes()).is_err() {
-                return -1;
-            }
+        let mut v = std::mem::take(&mut self.scratch);
+        let edited = self.stateless_vias(msg, &mut m, rx, &mut v);
+        self.scratch = v;
+        if edited.is_err() {
+            return -1;
         }
         let mut out = std::mem::take(&mut self.out);
         out.clear();
@@ -1913,6 +1921,40 @@ impl Core {
         self.out = out;
         self.stats.stateless_forwards += 1;
         1
+    }
+
+    /// `forward()`'s Via edits on `m` (a copy of `msg`): our Via on top, then the sender's
+    /// with `received`/`rport` (RFC 3261 §18.2.1, RFC 3581 §4), so replies can be routed
+    /// back statelessly. Edits inserted at the same place come out in the order recorded,
+    /// so ours is recorded first. `v` is scratch space.
+    fn stateless_vias(
+        &self,
+        msg: &Message,
+        m: &mut Message,
+        rx: Rx,
+        v: &mut String,
+    ) -> Result<(), crate::sip::EditError> {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in msg.top_via().ok().and_then(|v| v.branch).unwrap_or(b"") {
+            h = (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
+        }
+        let own = self
+            .listeners
+            .get(rx.listener)
+            .map_or("", |l| l.addr_text.as_str());
+        v.clear();
+        v.push_str("SIP/2.0/UDP ");
+        v.push_str(own);
+        v.push_str(";branch=z9hG4bKsl");
+        push_hex(v, h);
+        m.prepend_via(v.as_bytes())?;
+        if let Some(top) = msg.header_lines(HeaderName::Via).next() {
+            v.clear();
+            via_with_received(split_first_value(top), rx.src, v);
+            m.strip_top_via()?;
+            m.prepend_via(v.as_bytes())?;
+        }
+        Ok(())
     }
 
     /// Passes a response for a transaction of another shard to its owner.
@@ -1942,14 +1984,57 @@ pub fn next_hop<'a>(msg: &'a Message, du: Option<&'a str>, routes_stripped: usiz
     }
 }
 
-/// The first comma-separated value of a header line (outside quotes and `<>`).
-/// A Via value with `received` and `rport` set to where the request came from: any
-/// `received`/`rport` it carried (RFC 3581: an empty `rport` asks for the port) is replaced,
-/// so neither parameter appears twice.
-fn via_with_received(via: &[u8], src: SocketAddr) -> String {
+/// Appends `n` in decimal (what `write!(s, "{n}")` writes, without the formatter).
+pub fn push_decimal(s: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        // Truncation intended: a digit.
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &d in &digits[at..] {
+        s.push(char::from(d));
+    }
+}
+
+/// Appends `v` in lower-case hex without leading zeros (`{v:x}`).
+pub fn push_hex(s: &mut String, v: u64) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut shift = (64 - (v | 1).leading_zeros()).div_ceil(4) * 4;
+    while shift > 0 {
+        shift -= 4;
+        s.push(char::from(HEX[((v >> shift) & 0xf) as usize]));
+    }
+}
+
+/// Appends an IP address as `Display` writes it; IPv4 without the formatter.
+pub fn push_ip(s: &mut String, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(a) => {
+            for (i, o) in a.octets().into_iter().enumerate() {
+                if i > 0 {
+                    s.push('.');
+                }
+                push_decimal(s, u64::from(o));
+            }
+        }
+        IpAddr::V6(a) => {
+            let _ = write!(s, "{a}");
+        }
+    }
+}
+
+/// Appends to `out` a Via value with `received` and `rport` set to where the request
+/// came from: any `received`/`rport` it carried (RFC 3581: an empty `rport` asks for the
+/// port) is replaced, so neither parameter appears twice.
+fn via_with_received(via: &[u8], src: SocketAddr, out: &mut String) {
     let text = String::from_utf8_lossy(via);
     let mut parts = text.split(';');
-    let mut out = String::with_capacity(text.len() + 48);
     out.push_str(parts.next().unwrap_or("").trim_end());
     for p in parts {
         let name = p.split('=').next().unwrap_or("").trim();
@@ -1959,10 +2044,13 @@ fn via_with_received(via: &[u8], src: SocketAddr) -> String {
         out.push(';');
         out.push_str(p.trim());
     }
-    let _ = write!(out, ";received={};rport={}", src.ip(), src.port());
-    out
+    out.push_str(";received=");
+    push_ip(out, src.ip());
+    out.push_str(";rport=");
+    push_decimal(out, u64::from(src.port()));
 }
 
+/// The first comma-separated value of a header line (outside quotes and `<>`).
 fn split_first_value(v: &[u8]) -> &[u8] {
     let (mut quoted, mut depth) = (false, 0i32);
     for (i, &c) in v.iter().enumerate() {
@@ -1998,4 +2086,27 @@ fn deliver_resolution(me: Weak<RefCell<Shard>>, id: TxnId, m: Message, r: Resolv
         return;
     };
     s.on_resolved(id, m, r);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_helpers_write_what_the_formatter_writes() {
+        for n in [0u64, 7, 10, 99, 5060, 65535, u64::MAX] {
+            let mut s = String::new();
+            push_decimal(&mut s, n);
+            assert_eq!(s, n.to_string());
+            s.clear();
+            push_hex(&mut s, n);
+            assert_eq!(s, format!("{n:x}"));
+        }
+        for ip in ["127.0.0.1", "0.0.0.0", "10.200.3.255", "::1", "2001:db8::5"] {
+            let ip: IpAddr = ip.parse().unwrap();
+            let mut s = String::new();
+            push_ip(&mut s, ip);
+            assert_eq!(s, ip.to_string());
+        }
+    }
 }
