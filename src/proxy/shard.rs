@@ -550,26 +550,29 @@ impl Shard {
         let Some(status) = msg.status_code() else {
             return;
         };
-        let (branch, cseq_method) = match (msg.top_via(), msg.cseq()) {
-            (Ok(v), Ok(c)) => (
-                v.branch
+        // The branch is looked at while the message is borrowed; only the owner and the
+        // match (both Copy) outlive that.
+        let (other_owner, matched) = match (msg.top_via(), msg.cseq()) {
+            (Ok(v), Ok(c)) => {
+                let branch = v
+                    .branch
                     .and_then(|b| std::str::from_utf8(b).ok())
-                    .unwrap_or("")
-                    .to_string(),
-                c.method,
-            ),
+                    .unwrap_or("");
+                match crate::txn::shard_of_branch(branch) {
+                    Some(owner) if owner != core.id => (Some(owner), None),
+                    _ => (None, core.table.match_response(branch, c.method.as_str())),
+                }
+            }
             _ => {
                 core.stats.parse_errors += 1;
                 return;
             }
         };
-        if let Some(owner) = crate::txn::shard_of_branch(&branch) {
-            if owner != core.id {
-                core.hand_over(owner, msg.as_bytes(), rx);
-                return;
-            }
+        if let Some(owner) = other_owner {
+            core.hand_over(owner, msg.as_bytes(), rx);
+            return;
         }
-        let Some(m) = core.table.match_response(&branch, cseq_method.as_str()) else {
+        let Some(m) = matched else {
             core.stats.responses_unmatched += 1;
             core.forward_response_stateless(msg, rx);
             return;
@@ -1282,23 +1285,12 @@ impl Core {
         reason: &str,
         tag: &str,
     ) {
-        let mut buf = std::mem::take(&mut self.reply_buf);
-        let spec = ReplySpec {
-            code,
-            reason: reason.as_bytes(),
-            to_tag: Some(tag.as_bytes()),
-            extra_headers: b"Server: ringsip\r\n",
-            body: b"",
+        let mut out = ReplyOut {
+            buf: &mut self.reply_buf,
+            listeners: &self.listeners,
+            stats: &mut self.stats,
         };
-        match write_reply(req, &spec, &mut buf) {
-            Ok(n) => {
-                self.stats.local_replies += 1;
-                let bytes = buf.get(..n).unwrap_or(&[]);
-                self.send_public(rx.listener, bytes, to);
-            }
-            Err(e) => tracing::debug!("cannot build a {code} reply: {e}"),
-        }
-        self.reply_buf = buf;
+        out.send(req, rx.listener, to, code, reason, tag);
     }
 
     /// Builds a reply to the transaction's request with its To-tag (t_reply).
@@ -1785,13 +1777,25 @@ impl Core {
                 self.send_public(l, &msg, to);
             }
             Response::Local { status, request } => {
-                let tag = ctx.to_tag.clone();
+                // Borrows the context's request and tag next to the reply buffer (no
+                // copy of the request per reply).
+                let Some(Some(ctx)) = self.ctxs.get_mut(id.index as usize) else {
+                    return;
+                };
+                if ctx.generation != id.generation {
+                    return;
+                }
+                let mut out = ReplyOut {
+                    buf: &mut self.reply_buf,
+                    listeners: &self.listeners,
+                    stats: &mut self.stats,
+                };
+                let reason = reason_of(status);
                 if !to_cancel {
                     // The server transaction's own request (100, 408, 487, 500...).
-                    let req = ctx.request.clone();
-                    self.send_reply_bytes(&req, rx, to, status, reason_of(status), &tag);
+                    out.send(&ctx.request, rx.listener, to, status, reason, &ctx.to_tag);
                 } else if let Ok(cancel) = Message::parse_datagram(request) {
-                    self.send_reply_bytes(&cancel, rx, to, status, reason_of(status), &tag);
+                    out.send(&cancel, rx.listener, to, status, reason, &ctx.to_tag);
                 }
             }
         }
@@ -1981,6 +1985,51 @@ pub fn next_hop<'a>(msg: &'a Message, du: Option<&'a str>, routes_stripped: usiz
             Some(Ok(r)) => r.uri,
             _ => msg.request_uri().unwrap_or(b""),
         },
+    }
+}
+
+/// Where a locally built reply is written and sent from: borrows of the [`Core`]'s
+/// fields, so a reply can be built from a request the core owns without copying it.
+struct ReplyOut<'a> {
+    buf: &'a mut [u8],
+    listeners: &'a [Listener],
+    stats: &'a mut ProxyStats,
+}
+
+impl ReplyOut<'_> {
+    /// Builds reply `code` to `req` with To-tag `tag` and sends it to `to` from listener
+    /// `l`'s public socket.
+    fn send(
+        &mut self,
+        req: &Message,
+        l: usize,
+        to: SocketAddr,
+        code: u16,
+        reason: &str,
+        tag: &str,
+    ) {
+        let spec = ReplySpec {
+            code,
+            reason: reason.as_bytes(),
+            to_tag: Some(tag.as_bytes()),
+            extra_headers: b"Server: ringsip\r\n",
+            body: b"",
+        };
+        match write_reply(req, &spec, self.buf) {
+            Ok(n) => {
+                self.stats.local_replies += 1;
+                let bytes = self.buf.get(..n).unwrap_or(&[]);
+                let ok = self
+                    .listeners
+                    .get(l)
+                    .or(self.listeners.first())
+                    .map(|l| l.public.send_to(bytes, to).is_ok());
+                if ok != Some(true) {
+                    self.stats.send_errors += 1;
+                }
+            }
+            Err(e) => tracing::debug!("cannot build a {code} reply: {e}"),
+        }
     }
 }
 
