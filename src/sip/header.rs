@@ -28,6 +28,12 @@ macro_rules! header_names {
             /// Number of known names (excluding `Other`).
             pub const KNOWN: usize = [$(HeaderName::$variant),*].len();
 
+            /// Every known name with its canonical spelling and compact form (tests compare
+            /// the fast classifier against a plain comparison over this table).
+            #[cfg(test)]
+            pub(crate) const TABLE: &'static [(HeaderName, &'static str, Option<u8>)] =
+                &[$((HeaderName::$variant, $canon, compact_of(&[$($compact)?]))),*];
+
             /// The canonical spelling (`Other` gives an empty string).
             pub fn as_str(self) -> &'static str {
                 match self {
@@ -37,46 +43,119 @@ macro_rules! header_names {
             }
 
             /// Classifies a header name as written (case-insensitive, compact forms mapped).
+            /// A name that is not a token is `Other`.
             pub fn parse(name: &[u8]) -> HeaderName {
+                if name.iter().all(|&c| is_token(c)) {
+                    HeaderName::from_token(name)
+                } else {
+                    HeaderName::Other
+                }
+            }
+
+            /// Classifies a name already known to be a token (the message parser checked
+            /// it): switch on the length, then compare at most three case-folded words
+            /// (see [`NameKey`]).
+            pub(crate) fn from_token(name: &[u8]) -> HeaderName {
+                debug_assert!(name.iter().all(|&c| is_token(c)));
                 if let [c] = name {
-                    $($(if c.eq_ignore_ascii_case(&$compact) { return HeaderName::$variant; })?)*
-                    return HeaderName::Other;
+                    // `c | 0x20` equals a lowercase letter only for that letter in either case.
+                    return match c | 0x20 {
+                        $($($compact => HeaderName::$variant,)?)*
+                        _ => HeaderName::Other,
+                    };
                 }
-                use HeaderName as H;
-                let candidates: &[HeaderName] = match name.first().map(u8::to_ascii_lowercase) {
-                    Some(b'v') => &[H::Via],
-                    Some(b'f') => &[H::From],
-                    Some(b't') => &[H::To],
-                    Some(b'c') => &[
-                        H::CallId, H::CSeq, H::Contact, H::ContentLength, H::ContentType,
-                        H::ContentEncoding,
-                    ],
-                    Some(b'm') => &[H::MaxForwards],
-                    Some(b'r') => &[H::Route, H::RecordRoute, H::Require, H::ReferTo],
-                    Some(b'e') => &[H::Expires, H::Event],
-                    Some(b'a') => &[H::Authorization, H::AllowEvents],
-                    Some(b'p') => &[H::ProxyAuthorization, H::ProxyAuthenticate, H::ProxyRequire],
-                    Some(b'w') => &[H::WwwAuthenticate],
-                    Some(b's') => &[H::Supported, H::Subject, H::SessionExpires],
-                    Some(b'i') => &[H::Identity],
-                    Some(b'u') => &[H::UserAgent],
-                    Some(b'd') => &[H::Date],
-                    _ => &[],
-                };
-                for &h in candidates {
-                    let canon = h.as_str().as_bytes();
-                    // Names are tokens and canonical names are letters and '-': for those,
-                    // OR-ing 0x20 folds case exactly and nothing else collides.
-                    if name.len() == canon.len()
-                        && name.iter().zip(canon).all(|(&a, &b)| (a | 0x20) == (b | 0x20) && is_token(a))
-                    {
-                        return h;
-                    }
+                #[allow(non_upper_case_globals)]
+                mod keys {
+                    use super::NameKey;
+                    $(pub(super) const $variant: NameKey = NameKey::of_canonical($canon.as_bytes());)*
                 }
-                HeaderName::Other
+                match NameKey::of_token(name) {
+                    $(keys::$variant => HeaderName::$variant,)*
+                    _ => HeaderName::Other,
+                }
             }
         }
     };
+}
+
+#[cfg(test)]
+const fn compact_of(c: &[u8]) -> Option<u8> {
+    match c {
+        [c] => Some(*c),
+        _ => None,
+    }
+}
+
+/// A header name reduced to its length and up to three little-endian words of its bytes with
+/// 0x20 OR-ed in: `[0..w)` and `[n-w..n)` (w = 2, 4 or 8 by length, the two overlap for
+/// short names) plus `[8..16)` for names longer than 16 bytes, so every byte is covered. For
+/// tokens this folding is exact against the canonical names (letters and `-`): `c | 0x20` is
+/// a lowercase letter only for that letter in either case, and is `-` only for `-` (the other
+/// byte that folds to `-`, CR, is not a token character).
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct NameKey(usize, u64, u64, u64);
+
+impl NameKey {
+    const NONE: NameKey = NameKey(0, 0, 0, 0);
+
+    /// Word of `w` bytes of `s` at `at`, folded (compile time, canonical names only).
+    const fn word_const(s: &[u8], at: usize, w: usize) -> u64 {
+        let mut v = 0u64;
+        let mut i = 0;
+        while i < w {
+            v |= ((s[at + i] | 0x20) as u64) << (8 * i);
+            i += 1;
+        }
+        v
+    }
+
+    const fn of_canonical(s: &[u8]) -> NameKey {
+        let n = s.len();
+        let w = if n < 4 {
+            2
+        } else if n < 8 {
+            4
+        } else {
+            8
+        };
+        assert!(n >= 2 && n <= 24, "canonical header names are 2..=24 bytes");
+        let mid = if n > 16 { Self::word_const(s, 8, 8) } else { 0 };
+        NameKey(
+            n,
+            Self::word_const(s, 0, w),
+            Self::word_const(s, n - w, w),
+            mid,
+        )
+    }
+
+    /// The key of a token name (names of 1 or over 24 bytes get a key no name has).
+    #[inline]
+    fn of_token(s: &[u8]) -> NameKey {
+        let n = s.len();
+        match n {
+            2..=3 => NameKey(n, word::<2>(s, 0), word::<2>(s, n - 2), 0),
+            4..=7 => NameKey(n, word::<4>(s, 0), word::<4>(s, n - 4), 0),
+            8..=16 => NameKey(n, word::<8>(s, 0), word::<8>(s, n - 8), 0),
+            17..=24 => NameKey(n, word::<8>(s, 0), word::<8>(s, n - 8), word::<8>(s, 8)),
+            _ => Self::NONE,
+        }
+    }
+}
+
+/// `W` bytes of `s` at `at` as a little-endian word with 0x20 OR-ed into every byte (0 when
+/// out of range, which `NameKey::of_token` never asks for).
+#[inline(always)]
+fn word<const W: usize>(s: &[u8], at: usize) -> u64 {
+    let mut w = [0u8; 8];
+    match (w.get_mut(..W), s.get(at..at + W)) {
+        (Some(dst), Some(src)) => {
+            dst.copy_from_slice(src);
+            // 0x20 in the low W bytes only.
+            let fold = 0x2020_2020_2020_2020u64 >> (8 * (8 - W));
+            u64::from_le_bytes(w) | fold
+        }
+        _ => 0,
+    }
 }
 
 header_names! {
@@ -755,6 +834,93 @@ mod tests {
             assert_eq!(HeaderName::parse(c.as_bytes()), n, "{c}");
         }
         assert_eq!(HeaderName::parse(b"MaX-fOrWaRdS"), HeaderName::MaxForwards);
+    }
+
+    /// The classifier before it was made fast: a plain case-insensitive comparison.
+    fn classify_slowly(name: &[u8]) -> HeaderName {
+        if !name.iter().all(|&c| is_token(c)) {
+            return HeaderName::Other;
+        }
+        for &(h, canon, compact) in HeaderName::TABLE {
+            if name.eq_ignore_ascii_case(canon.as_bytes())
+                || (name.len() == 1 && compact.is_some_and(|c| name[0].eq_ignore_ascii_case(&c)))
+            {
+                return h;
+            }
+        }
+        HeaderName::Other
+    }
+
+    #[test]
+    fn every_name_classifies_in_any_case() {
+        assert_eq!(HeaderName::TABLE.len(), HeaderName::KNOWN);
+        for &(h, canon, compact) in HeaderName::TABLE {
+            assert_eq!(HeaderName::parse(canon.as_bytes()), h, "{canon}");
+            assert_eq!(
+                HeaderName::parse(canon.to_uppercase().as_bytes()),
+                h,
+                "{canon}"
+            );
+            assert_eq!(
+                HeaderName::parse(canon.to_lowercase().as_bytes()),
+                h,
+                "{canon}"
+            );
+            if let Some(c) = compact {
+                assert_eq!(HeaderName::parse(&[c]), h);
+                assert_eq!(HeaderName::parse(&[c.to_ascii_uppercase()]), h);
+            }
+            // One byte changed anywhere (including '-' to CR, which folds to '-') is another name.
+            let b = canon.as_bytes();
+            for i in 0..b.len() {
+                for sub in [b'\r', b'_', b'x', b'0', b'.', b'-', b'~', b' '] {
+                    let mut m = b.to_vec();
+                    m[i] = sub;
+                    assert_eq!(HeaderName::parse(&m), classify_slowly(&m), "{m:?}");
+                }
+                assert_eq!(HeaderName::parse(&b[..i]), classify_slowly(&b[..i]));
+                assert_eq!(HeaderName::parse(&b[i..]), classify_slowly(&b[i..]));
+            }
+        }
+        assert_eq!(HeaderName::parse(b""), HeaderName::Other);
+        assert_eq!(HeaderName::parse(b"Max\rForwards"), HeaderName::Other);
+        assert_eq!(
+            HeaderName::parse(b"X-Proxy-Authorization-Extra"),
+            HeaderName::Other
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn fast_classifier_matches_plain_comparison(
+            name in "[-a-zA-Z_.!%*+`'~0-9\r :]{0,26}",
+        ) {
+            proptest::prop_assert_eq!(
+                HeaderName::parse(name.as_bytes()),
+                classify_slowly(name.as_bytes())
+            );
+        }
+
+        #[test]
+        fn fast_classifier_matches_on_near_names(
+            idx in 0..HeaderName::KNOWN,
+            upper in proptest::collection::vec(proptest::bool::ANY, 24),
+            at in 0usize..24,
+            sub in proptest::num::u8::ANY,
+            mutate in proptest::bool::ANY,
+        ) {
+            let mut name = HeaderName::TABLE[idx].1.as_bytes().to_vec();
+            for (c, up) in name.iter_mut().zip(&upper) {
+                if *up {
+                    c.make_ascii_uppercase();
+                }
+            }
+            if mutate {
+                let at = at % name.len();
+                name[at] = sub;
+            }
+            proptest::prop_assert_eq!(HeaderName::parse(&name), classify_slowly(&name));
+        }
     }
 
     #[test]

@@ -17,7 +17,7 @@ use super::header::{
     self, CSeq, Contact, Credentials, HeaderError, HeaderErrorKind, HeaderName, Method, NameAddr,
     Via,
 };
-use super::scan::{self, span_of, trim_lws, CommaSplit, Span};
+use super::scan::{self, span_of, CommaSplit, Span};
 use super::uri::{parse_uri, Uri, UriError};
 
 /// The largest message the parser accepts (spans are `u16`).
@@ -295,6 +295,9 @@ fn start_fault(f: StartLineFault) -> ParseError {
 }
 
 fn parse_version(v: &[u8]) -> Option<(u16, u16)> {
+    if v == b"SIP/2.0" {
+        return Some((2, 0));
+    }
     let rest = v.get(..4).filter(|p| p.eq_ignore_ascii_case(b"SIP/"))?;
     let _ = rest;
     let nums = v.get(4..)?;
@@ -425,12 +428,22 @@ impl Message {
                 _ => {}
             }
             let line_start = pos;
-            let mut lf = line_start
-                + memchr::memchr(b'\n', b.get(pos..).unwrap_or(&[]))
+            // Name: a token, optional SP/HT, then the colon. Checked here, reported after
+            // the line's framing (so a line that is both unframed and nameless reports the
+            // framing error first).
+            let name_end = scan::token_end(b, pos);
+            let mut colon = name_end;
+            while matches!(b.get(colon), Some(b' ' | b'\t')) {
+                colon += 1;
+            }
+            let name_ok = name_end > line_start && b.get(colon) == Some(&b':');
+            // Neither the name nor the blanks after it hold an LF: search from `colon`.
+            let mut lf = colon
+                + memchr::memchr(b'\n', b.get(colon..).unwrap_or(&[]))
                     .ok_or_else(|| more(ParseError::UnterminatedHeaders))?;
             // folded continuation lines
             while matches!(b.get(lf + 1), Some(b' ' | b'\t')) {
-                if b.get(lf - 1) != Some(&b'\r') {
+                if b.get(lf.wrapping_sub(1)) != Some(&b'\r') {
                     return Err(ParseError::BadLineEnd { offset: line_start });
                 }
                 lf = lf
@@ -448,20 +461,24 @@ impl Message {
                     limit: limits.max_header_len,
                 });
             }
-            let content = b.get(line_start..lf - 1).unwrap_or(&[]);
-            let colon = memchr::memchr(b':', content)
-                .ok_or(ParseError::BadHeaderLine { offset: line_start })?;
-            let raw_name = content.get(..colon).unwrap_or(&[]);
-            let name_len = raw_name
-                .iter()
-                .rposition(|&c| c != b' ' && c != b'\t')
-                .map_or(0, |p| p + 1);
-            let name_txt = raw_name.get(..name_len).unwrap_or(&[]);
-            if name_txt.is_empty() || !name_txt.iter().all(|&c| scan::is_token(c)) {
+            if !name_ok {
                 return Err(ParseError::BadHeaderLine { offset: line_start });
             }
-            let value = trim_lws(content.get(colon + 1..).unwrap_or(&[]));
-            let name = HeaderName::parse(name_txt);
+            // Value: LWS-trimmed, between the colon and the CR that ends the line.
+            let content_end = lf - 1;
+            let mut value_start = colon + 1;
+            while value_start < content_end && b.get(value_start).is_some_and(|&c| scan::is_lws(c))
+            {
+                value_start += 1;
+            }
+            let mut value_end = content_end.max(value_start);
+            while value_end > value_start && b.get(value_end - 1).is_some_and(|&c| scan::is_lws(c))
+            {
+                value_end -= 1;
+            }
+            let value = b.get(value_start..value_end).unwrap_or(&[]);
+            let name_txt = b.get(line_start..name_end).unwrap_or(&[]);
+            let name = HeaderName::from_token(name_txt);
             if name == HeaderName::ContentLength {
                 if content_length.is_some() {
                     return Err(ParseError::RepeatedContentLength);
@@ -484,8 +501,8 @@ impl Message {
             let entry = entries.get_mut(n).ok_or(bad_line)?;
             *entry = Entry {
                 name,
-                name_span: Span::new(line_start, line_start + name_txt.len()).ok_or(bad_line)?,
-                value: span_of(b, value).ok_or(bad_line)?,
+                name_span: Span::new(line_start, name_end).ok_or(bad_line)?,
+                value: Span::new(value_start, value_end).ok_or(bad_line)?,
                 line: Span::new(line_start, line_end).ok_or(bad_line)?,
             };
             n += 1;
