@@ -55,6 +55,7 @@ macro_rules! header_names {
             /// Classifies a name already known to be a token (the message parser checked
             /// it): switch on the length, then compare at most three case-folded words
             /// (see [`NameKey`]).
+            #[inline]
             pub(crate) fn from_token(name: &[u8]) -> HeaderName {
                 debug_assert!(name.iter().all(|&c| is_token(c)));
                 if let [c] = name {
@@ -373,20 +374,19 @@ pub fn parse_via(v: &[u8]) -> Result<Via<'_>, HeaderError> {
     }
     let host_start = i;
     let host_end = if v.get(i) == Some(&b'[') {
-        i + memchr::memchr(b']', v.get(i..).unwrap_or(&[])).ok_or_else(e)? + 1
+        let end = i + memchr::memchr(b']', v.get(i..).unwrap_or(&[])).ok_or_else(e)? + 1;
+        super::uri::parse_host(v.get(host_start..end).unwrap_or(&[])).map_err(|_| e())?;
+        end
     } else {
-        let mut j = i;
-        while let Some(&c) = v.get(j) {
-            if c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_') {
-                j += 1;
-            } else {
-                break;
-            }
+        // a hostname or IPv4 address, checked as `parse_host` does, in the same pass
+        let (end, digits_dots) = super::uri::hostname_end(v, i);
+        let name = v.get(host_start..end).unwrap_or(&[]);
+        if name.is_empty() || (digits_dots && super::uri::parse_ipv4(name).is_none()) {
+            return Err(e());
         }
-        j
+        end
     };
     let host = v.get(host_start..host_end).ok_or_else(e)?;
-    super::uri::parse_host(host).map_err(|_| e())?;
     i = skip_lws(v, host_end);
     let mut port = None;
     if v.get(i) == Some(&b':') {
@@ -423,43 +423,97 @@ pub fn parse_via(v: &[u8]) -> Result<Via<'_>, HeaderError> {
     if params.first() != Some(&b';') {
         return Err(e());
     }
-    check_generic_params(params).map_err(|_| e())?;
-    for (name, value) in Params::new(params) {
-        if name.eq_ignore_ascii_case(b"branch") {
-            via.branch = Some(value.filter(|b| !b.is_empty()).ok_or_else(e)?);
-        } else if name.eq_ignore_ascii_case(b"received") {
-            let r = value.ok_or_else(e)?;
-            let inner = match r {
-                [b'[', inner @ .., b']'] => inner,
-                _ => r,
-            };
-            let ok = is_v6_text(inner)
-                || matches!(super::uri::parse_host(inner), Ok(super::uri::Host::V4(_)));
-            if !ok {
-                return Err(e());
-            }
-            via.received = Some(r);
-        } else if name.eq_ignore_ascii_case(b"rport") {
-            via.rport = Some(match value {
-                None => None,
-                Some(p) => Some(
-                    parse_u64(p, u64::from(u16::MAX))
-                        .and_then(|p| u16::try_from(p).ok())
-                        .ok_or_else(e)?,
-                ),
-            });
-        } else if name.eq_ignore_ascii_case(b"maddr") {
-            via.maddr = Some(value.ok_or_else(e)?);
-        } else if name.eq_ignore_ascii_case(b"ttl") {
-            let t = value.ok_or_else(e)?;
-            via.ttl = Some(
-                parse_u64(t, 255)
-                    .and_then(|t| u8::try_from(t).ok())
-                    .ok_or_else(e)?,
-            );
+    // One pass: the generic-param grammar (as `check_generic_params`) and the known
+    // parameters. A bracketed value (`maddr=[v6]`) is rare and is where the two-pass reading
+    // differs (`Params` splits at a ';' inside brackets): it takes the two-pass path.
+    let mut k = 0;
+    loop {
+        k = skip_lws(params, k);
+        if k >= params.len() {
+            return Ok(via);
         }
+        if params.get(k) != Some(&b';') {
+            return Err(e());
+        }
+        k = skip_lws(params, k + 1);
+        let name_end = token_end(params, k);
+        if name_end == k {
+            return Err(e());
+        }
+        let name = params.get(k..name_end).unwrap_or(&[]);
+        k = skip_lws(params, name_end);
+        let mut value = None;
+        if params.get(k) == Some(&b'=') {
+            k = skip_lws(params, k + 1);
+            let start = k;
+            match params.get(k) {
+                Some(b'"') => k = quoted_end(params, k).ok_or_else(e)?,
+                Some(b'[') => return via_params_two_pass(via, params),
+                _ => {
+                    while params.get(k).is_some_and(|&c| is_token(c) || c == b':') {
+                        k += 1;
+                    }
+                    if k == start {
+                        return Err(e());
+                    }
+                }
+            }
+            value = Some(params.get(start..k).unwrap_or(&[]));
+        }
+        via_param(&mut via, name, value)?;
+    }
+}
+
+/// The Via parameters read in two passes: grammar check, then `;`-split.
+fn via_params_two_pass<'a>(mut via: Via<'a>, params: &'a [u8]) -> Result<Via<'a>, HeaderError> {
+    check_generic_params(params).map_err(|_| bad(HeaderName::Via))?;
+    for (name, value) in Params::new(params) {
+        via_param(&mut via, name, value)?;
     }
     Ok(via)
+}
+
+/// Records one Via parameter if it is one the proxy reads (RFC 3261 §20.42, RFC 3581).
+fn via_param<'a>(
+    via: &mut Via<'a>,
+    name: &[u8],
+    value: Option<&'a [u8]>,
+) -> Result<(), HeaderError> {
+    let e = || bad(HeaderName::Via);
+    if name.eq_ignore_ascii_case(b"branch") {
+        via.branch = Some(value.filter(|b| !b.is_empty()).ok_or_else(e)?);
+    } else if name.eq_ignore_ascii_case(b"received") {
+        let r = value.ok_or_else(e)?;
+        let inner = match r {
+            [b'[', inner @ .., b']'] => inner,
+            _ => r,
+        };
+        let ok = is_v6_text(inner)
+            || matches!(super::uri::parse_host(inner), Ok(super::uri::Host::V4(_)));
+        if !ok {
+            return Err(e());
+        }
+        via.received = Some(r);
+    } else if name.eq_ignore_ascii_case(b"rport") {
+        via.rport = Some(match value {
+            None => None,
+            Some(p) => Some(
+                parse_u64(p, u64::from(u16::MAX))
+                    .and_then(|p| u16::try_from(p).ok())
+                    .ok_or_else(e)?,
+            ),
+        });
+    } else if name.eq_ignore_ascii_case(b"maddr") {
+        via.maddr = Some(value.ok_or_else(e)?);
+    } else if name.eq_ignore_ascii_case(b"ttl") {
+        let t = value.ok_or_else(e)?;
+        via.ttl = Some(
+            parse_u64(t, 255)
+                .and_then(|t| u8::try_from(t).ok())
+                .ok_or_else(e)?,
+        );
+    }
+    Ok(())
 }
 
 /// Validates a `*( SEMI generic-param )` list: every element has a non-empty token name and,

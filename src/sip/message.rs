@@ -415,71 +415,74 @@ impl Message {
         let mut content_length: Option<u32> = None;
         let mut pos = lf + 1;
         let body_start;
+        // `b` is at most MAX_MESSAGE_LEN (u16::MAX) bytes, so every offset below fits a u16.
+        debug_assert!(b.len() <= MAX_MESSAGE_LEN);
+        let span = |start: usize, end: usize| Span {
+            start: start as u16,
+            end: end as u16,
+        };
         loop {
-            match (b.get(pos), b.get(pos + 1)) {
-                (Some(b'\r'), Some(b'\n')) => {
+            let line = b.get(pos..).unwrap_or(&[]);
+            match line {
+                [b'\r', b'\n', ..] => {
                     body_start = pos + 2;
                     break;
                 }
-                (None, _) | (Some(b'\r'), None) => {
-                    return Err(more(ParseError::UnterminatedHeaders));
-                }
-                (Some(b' ' | b'\t'), _) => return Err(ParseError::BadHeaderLine { offset: pos }),
+                [] | [b'\r'] => return Err(more(ParseError::UnterminatedHeaders)),
+                [b' ' | b'\t', ..] => return Err(ParseError::BadHeaderLine { offset: pos }),
                 _ => {}
             }
-            let line_start = pos;
-            // Name: a token, optional SP/HT, then the colon. Checked here, reported after
-            // the line's framing (so a line that is both unframed and nameless reports the
-            // framing error first).
-            let name_end = scan::token_end(b, pos);
-            let mut colon = name_end;
-            while matches!(b.get(colon), Some(b' ' | b'\t')) {
+            // Offsets below are relative to the line. Name: a token, optional SP/HT, then the
+            // colon. Checked here, reported after the line's framing (so a line that is both
+            // unframed and nameless reports the framing error first).
+            let name_len = scan::token_end(line, 0);
+            let mut colon = name_len;
+            while matches!(line.get(colon), Some(b' ' | b'\t')) {
                 colon += 1;
             }
-            let name_ok = name_end > line_start && b.get(colon) == Some(&b':');
+            let name_ok = name_len > 0 && line.get(colon) == Some(&b':');
             // Neither the name nor the blanks after it hold an LF: search from `colon`.
             let mut lf = colon
-                + memchr::memchr(b'\n', b.get(colon..).unwrap_or(&[]))
+                + memchr::memchr(b'\n', line.get(colon..).unwrap_or(&[]))
                     .ok_or_else(|| more(ParseError::UnterminatedHeaders))?;
             // folded continuation lines
-            while matches!(b.get(lf + 1), Some(b' ' | b'\t')) {
-                if b.get(lf.wrapping_sub(1)) != Some(&b'\r') {
-                    return Err(ParseError::BadLineEnd { offset: line_start });
+            while matches!(line.get(lf + 1), Some(b' ' | b'\t')) {
+                if line.get(lf.wrapping_sub(1)) != Some(&b'\r') {
+                    return Err(ParseError::BadLineEnd { offset: pos });
                 }
                 lf = lf
                     + 1
-                    + memchr::memchr(b'\n', b.get(lf + 1..).unwrap_or(&[]))
+                    + memchr::memchr(b'\n', line.get(lf + 1..).unwrap_or(&[]))
                         .ok_or_else(|| more(ParseError::UnterminatedHeaders))?;
             }
-            if b.get(lf.wrapping_sub(1)) != Some(&b'\r') {
-                return Err(ParseError::BadLineEnd { offset: line_start });
-            }
-            let line_end = lf + 1;
-            if line_end - line_start > limits.max_header_len {
+            // `content` is the line without its CRLF.
+            let content = match line.get(..lf) {
+                Some([content @ .., b'\r']) => content,
+                _ => return Err(ParseError::BadLineEnd { offset: pos }),
+            };
+            if lf + 1 > limits.max_header_len {
                 return Err(ParseError::HeaderTooLong {
-                    offset: line_start,
+                    offset: pos,
                     limit: limits.max_header_len,
                 });
             }
             if !name_ok {
-                return Err(ParseError::BadHeaderLine { offset: line_start });
+                return Err(ParseError::BadHeaderLine { offset: pos });
             }
             // Value: LWS-trimmed, between the colon and the CR that ends the line.
-            let content_end = lf - 1;
             let mut value_start = colon + 1;
-            while value_start < content_end && b.get(value_start).is_some_and(|&c| scan::is_lws(c))
-            {
+            while content.get(value_start).is_some_and(|&c| scan::is_lws(c)) {
                 value_start += 1;
             }
-            let mut value_end = content_end.max(value_start);
-            while value_end > value_start && b.get(value_end - 1).is_some_and(|&c| scan::is_lws(c))
+            let mut value_end = content.len().max(value_start);
+            while value_end > value_start
+                && content.get(value_end - 1).is_some_and(|&c| scan::is_lws(c))
             {
                 value_end -= 1;
             }
-            let value = b.get(value_start..value_end).unwrap_or(&[]);
-            let name_txt = b.get(line_start..name_end).unwrap_or(&[]);
-            let name = HeaderName::from_token(name_txt);
+            let name = HeaderName::from_token(content.get(..name_len).unwrap_or(&[]));
             if name == HeaderName::ContentLength {
+                let value = content.get(value_start..value_end).unwrap_or(&[]);
                 if content_length.is_some() {
                     return Err(ParseError::RepeatedContentLength);
                 }
@@ -494,19 +497,17 @@ impl Message {
                     .ok_or(ParseError::TooLarge { limit })?;
                 content_length = Some(cl);
             }
-            if n >= max_headers {
+            let Some(entry) = entries.get_mut(n).filter(|_| n < max_headers) else {
                 return Err(ParseError::TooManyHeaders { limit: max_headers });
-            }
-            let bad_line = ParseError::BadHeaderLine { offset: line_start };
-            let entry = entries.get_mut(n).ok_or(bad_line)?;
+            };
             *entry = Entry {
                 name,
-                name_span: Span::new(line_start, name_end).ok_or(bad_line)?,
-                value: Span::new(value_start, value_end).ok_or(bad_line)?,
-                line: Span::new(line_start, line_end).ok_or(bad_line)?,
+                name_span: span(pos, pos + name_len),
+                value: span(pos + value_start, pos + value_end),
+                line: span(pos, pos + lf + 1),
             };
             n += 1;
-            pos = line_end;
+            pos += lf + 1;
         }
 
         let available = input.len() - body_start.min(input.len());

@@ -98,6 +98,22 @@ pub fn parse_host(s: &[u8]) -> Result<Host<'_>, UriError> {
     }
 }
 
+/// End of the hostname characters (alphanumerics, `-`, `.`, `_`) of `s` starting at `i`, and
+/// whether they are all digits and dots (an IPv4 address, or nothing valid).
+pub(crate) fn hostname_end(s: &[u8], i: usize) -> (usize, bool) {
+    let mut end = i;
+    let mut all = DIGIT_DOT;
+    while let Some(&c) = s.get(end) {
+        let k = class(c);
+        if k & HOST == 0 {
+            break;
+        }
+        all &= k;
+        end += 1;
+    }
+    (end, all != 0)
+}
+
 /// A dotted-quad IPv4 address as `std` parses one (`Ipv4Addr::from_str`): four decimal
 /// octets of one to three digits, at most 255, no leading zero.
 pub(crate) fn parse_ipv4(s: &[u8]) -> Option<Ipv4Addr> {
@@ -399,21 +415,12 @@ fn parse_sip(s: &[u8], secure: bool) -> Result<SipUri<'_>, UriError> {
         (text, parse_host(text)?)
     } else {
         // One pass over the hostname: it must end at ':', ';', '?' or the end.
-        let mut end = 0;
-        let mut all = HOST | DIGIT_DOT;
-        while let Some(&c) = hostpart.get(end) {
-            let k = class(c);
-            if k & HOST == 0 {
-                break;
-            }
-            all &= k;
-            end += 1;
-        }
+        let (end, digits_dots) = hostname_end(hostpart, 0);
         if !matches!(hostpart.get(end), None | Some(b':' | b';' | b'?')) || end == 0 {
             return Err(UriError::BadHost);
         }
         let text = hostpart.get(..end).ok_or(UriError::BadHost)?;
-        let host = if all & DIGIT_DOT != 0 {
+        let host = if digits_dots {
             Host::V4(parse_ipv4(text).ok_or(UriError::BadHost)?)
         } else {
             Host::Name(text)
