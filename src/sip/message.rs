@@ -24,6 +24,8 @@ use super::uri::{parse_uri, Uri, UriError};
 pub const MAX_MESSAGE_LEN: usize = u16::MAX as usize;
 /// The largest number of header lines a message may have.
 pub const MAX_HEADERS: usize = 64;
+/// `Message::first` value for a name with no line.
+const NO_ENTRY: u8 = u8::MAX;
 
 /// Parser limits, configurable per listener.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -216,7 +218,7 @@ pub enum StartLine {
     },
 }
 
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub(crate) struct Entry {
     pub(crate) name: HeaderName,
     pub(crate) name_span: Span,
@@ -224,6 +226,19 @@ pub(crate) struct Entry {
     /// The whole line: name to the CRLF that ends it (continuation lines included).
     pub(crate) line: Span,
 }
+
+impl Entry {
+    /// A slot past `n_entries`, never read. All-zero bytes (`Via` is discriminant 0), so the
+    /// array of them initialises as one memset rather than a store per field.
+    const UNUSED: Entry = Entry {
+        name: HeaderName::Via,
+        name_span: Span { start: 0, end: 0 },
+        value: Span { start: 0, end: 0 },
+        line: Span { start: 0, end: 0 },
+    };
+}
+
+const _: () = assert!(HeaderName::Via as u8 == 0);
 
 #[derive(Clone, Copy, Debug)]
 struct ViaSpans {
@@ -282,6 +297,9 @@ pub struct Message {
     version: (u16, u16),
     pub(crate) entries: [Entry; MAX_HEADERS],
     pub(crate) n_entries: u8,
+    /// Index in `entries` of the first line of each header name (`NO_ENTRY` if none),
+    /// indexed by `HeaderName as usize` (`Other` included).
+    first: [u8; HeaderName::KNOWN + 1],
     /// Offset of the empty line that ends the header section.
     pub(crate) headers_end: u16,
     pub(crate) body: Span,
@@ -410,7 +428,8 @@ impl Message {
         }
         let (start, version) = parse_start_line(b.get(..lf - 1).unwrap_or(&[]), 0)?;
 
-        let mut entries = [Entry::default(); MAX_HEADERS];
+        let mut entries = [Entry::UNUSED; MAX_HEADERS];
+        let mut first = [NO_ENTRY; HeaderName::KNOWN + 1];
         let mut n = 0usize;
         let mut content_length: Option<u32> = None;
         let mut pos = lf + 1;
@@ -500,6 +519,10 @@ impl Message {
             let Some(entry) = entries.get_mut(n).filter(|_| n < max_headers) else {
                 return Err(ParseError::TooManyHeaders { limit: max_headers });
             };
+            if let Some(f) = first.get_mut(name as usize).filter(|f| **f == NO_ENTRY) {
+                // n < MAX_HEADERS = 64
+                *f = n as u8;
+            }
             *entry = Entry {
                 name,
                 name_span: span(pos, pos + name_len),
@@ -537,14 +560,14 @@ impl Message {
             Span::new(body_start, body_start + body_len).ok_or(ParseError::TooLarge { limit })?;
         let headers_end =
             u16::try_from(body_start - 2).map_err(|_| ParseError::TooLarge { limit })?;
-        let own = buf.slice(skip..skip + wire_len);
         Ok(Message {
-            buf: own,
+            buf: buf.slice(skip..skip + wire_len),
             consumed: skip + wire_len,
             start,
             version,
             entries,
             n_entries: u8::try_from(n).unwrap_or(u8::MAX),
+            first,
             headers_end,
             body,
             content_length,
@@ -644,9 +667,20 @@ impl Message {
         })
     }
 
+    /// The entries from the first line of header `name` on (empty if it has none).
+    fn entries_from_first(&self, name: HeaderName) -> &[Entry] {
+        let at = self.first.get(name as usize).copied().unwrap_or(NO_ENTRY);
+        self.entries().get(usize::from(at)..).unwrap_or(&[])
+    }
+
+    /// The first line of header `name`.
+    pub(crate) fn first_entry(&self, name: HeaderName) -> Option<&Entry> {
+        self.entries_from_first(name).first()
+    }
+
     /// Values (whole lines' values, not comma-split) of every header called `name`.
     pub fn header_lines(&self, name: HeaderName) -> impl Iterator<Item = &[u8]> + '_ {
-        self.entries()
+        self.entries_from_first(name)
             .iter()
             .filter(move |e| e.name == name)
             .map(move |e| e.value.get(&self.buf))
@@ -654,7 +688,7 @@ impl Message {
 
     /// The first line's value of header `name`.
     pub fn header(&self, name: HeaderName) -> Option<&[u8]> {
-        self.header_lines(name).next()
+        self.first_entry(name).map(|e| e.value.get(&self.buf))
     }
 
     /// Values of every header whose name, as text, is `name` (case-insensitive, compact
@@ -682,7 +716,10 @@ impl Message {
 
     /// Number of header lines called `name`.
     pub fn count(&self, name: HeaderName) -> usize {
-        self.entries().iter().filter(|e| e.name == name).count()
+        self.entries_from_first(name)
+            .iter()
+            .filter(|e| e.name == name)
+            .count()
     }
 
     /// The body (exactly Content-Length bytes, or the rest of the datagram).
@@ -721,8 +758,8 @@ impl Message {
     }
 
     fn first_value(&self, name: HeaderName) -> Result<&[u8], HeaderError> {
-        self.header_values(name)
-            .next()
+        self.header_lines(name)
+            .find_map(|v| CommaSplit::new(v).next())
             .ok_or(HeaderError::new(name, HeaderErrorKind::Missing))
     }
 
