@@ -384,30 +384,69 @@ pub fn parse_uri(s: &[u8]) -> Result<Uri<'_>, UriError> {
 
 /// The part of a `sip`/`sips` URI after the scheme. Every byte it accepts is checked against
 /// a set that excludes the forbidden characters (see [`parse_uri`]).
+///
+/// userinfo ends at the first `@` (`@` cannot occur unescaped in a host, parameters or
+/// headers). Most URIs start with a hostname or a user made of hostname characters, so the
+/// first scan reads a hostname: stopping at `@` it was the user; stopping at `:`, `;`, `?`
+/// or the end with no `@` further on it was the host. Anything else takes the general path.
 fn parse_sip(s: &[u8], secure: bool) -> Result<SipUri<'_>, UriError> {
-    // userinfo ends at the first '@': '@' cannot occur unescaped in params or headers.
-    let (user, password, hostpart) = match memchr::memchr(b'@', s) {
-        Some(at) => {
-            let userinfo = s.get(..at).unwrap_or(&[]);
-            let hostpart = s.get(at + 1..).unwrap_or(&[]);
-            let (user, password) = match memchr::memchr(b':', userinfo) {
-                Some(c) => (
-                    userinfo.get(..c).unwrap_or(&[]),
-                    Some(userinfo.get(c + 1..).unwrap_or(&[])),
-                ),
-                None => (userinfo, None),
-            };
-            if user.is_empty() {
-                return Err(UriError::BadUser);
-            }
-            check_escaped(user, USER, UriError::BadUser)?;
-            if let Some(p) = password {
-                check_escaped(p, PASSWORD, UriError::BadUser)?;
-            }
-            (Some(user), password, hostpart)
+    let (end, digits_dots) = hostname_end(s, 0);
+    match s.get(end) {
+        Some(b'@') if end > 0 => {
+            // hostname characters are user characters, and none is an escape
+            let user = s.get(..end).unwrap_or(&[]);
+            let hostpart = s.get(end + 1..).unwrap_or(&[]);
+            parse_hostport(hostpart, secure, Some(user), None)
         }
-        None => (None, None, s),
+        None | Some(b':' | b';' | b'?') if !s.get(end..).unwrap_or(&[]).contains(&b'@') => {
+            if end == 0 {
+                return Err(UriError::BadHost);
+            }
+            let text = s.get(..end).unwrap_or(&[]);
+            let host = if digits_dots {
+                Host::V4(parse_ipv4(text).ok_or(UriError::BadHost)?)
+            } else {
+                Host::Name(text)
+            };
+            parse_port_params(s.get(end..).unwrap_or(&[]), secure, None, None, text, host)
+        }
+        _ => parse_sip_general(s, secure),
+    }
+}
+
+/// [`parse_sip`] for any input: userinfo up to the first `@`, then host, port, parameters
+/// and headers.
+#[cold]
+fn parse_sip_general(s: &[u8], secure: bool) -> Result<SipUri<'_>, UriError> {
+    let Some(at) = memchr::memchr(b'@', s) else {
+        return parse_hostport(s, secure, None, None);
     };
+    let userinfo = s.get(..at).unwrap_or(&[]);
+    let hostpart = s.get(at + 1..).unwrap_or(&[]);
+    let (user, password) = match memchr::memchr(b':', userinfo) {
+        Some(c) => (
+            userinfo.get(..c).unwrap_or(&[]),
+            Some(userinfo.get(c + 1..).unwrap_or(&[])),
+        ),
+        None => (userinfo, None),
+    };
+    if user.is_empty() {
+        return Err(UriError::BadUser);
+    }
+    check_escaped(user, USER, UriError::BadUser)?;
+    if let Some(p) = password {
+        check_escaped(p, PASSWORD, UriError::BadUser)?;
+    }
+    parse_hostport(hostpart, secure, Some(user), password)
+}
+
+/// Host (hostname, IPv4 or `[IPv6]`), then port, parameters and headers.
+fn parse_hostport<'a>(
+    hostpart: &'a [u8],
+    secure: bool,
+    user: Option<&'a [u8]>,
+    password: Option<&'a [u8]>,
+) -> Result<SipUri<'a>, UriError> {
     // hostport ends at ';' or '?' (an IPv6 reference is bracketed, so ':' inside is safe).
     let (host_text, host) = if hostpart.first() == Some(&b'[') {
         let end = memchr::memchr(b']', hostpart).ok_or(UriError::BadHost)? + 1;
@@ -427,7 +466,21 @@ fn parse_sip(s: &[u8], secure: bool) -> Result<SipUri<'_>, UriError> {
         };
         (text, host)
     };
-    let mut rest = hostpart.get(host_text.len()..).unwrap_or(&[]);
+    let rest = hostpart.get(host_text.len()..).unwrap_or(&[]);
+    parse_port_params(rest, secure, user, password, host_text, host)
+}
+
+/// What follows the host: `[":" port]`, then `;`-parameters up to the first `?`, then
+/// headers. Text before the first `;` can only follow a bracketed host (`[::1]x`): accepted
+/// unchecked, except for the forbidden characters.
+fn parse_port_params<'a>(
+    mut rest: &'a [u8],
+    secure: bool,
+    user: Option<&'a [u8]>,
+    password: Option<&'a [u8]>,
+    host_text: &'a [u8],
+    host: Host<'a>,
+) -> Result<SipUri<'a>, UriError> {
     let mut port = None;
     if let Some(after) = rest.strip_prefix(b":") {
         let end = after
@@ -445,39 +498,58 @@ fn parse_sip(s: &[u8], secure: bool) -> Result<SipUri<'_>, UriError> {
         );
         rest = after.get(end..).unwrap_or(&[]);
     }
-    if rest.is_empty() {
-        return Ok(SipUri {
-            secure,
-            user,
-            password,
-            host_text,
-            host,
-            port,
-            params: rest,
-            headers: None,
-        });
-    }
-    let q = memchr::memchr(b'?', rest);
-    let params = rest.get(..q.unwrap_or(rest.len())).unwrap_or(&[]);
-    let headers = q.map(|q| rest.get(q + 1..).unwrap_or(&[]));
-    let mut segments = params.split(|&c| c == b';');
-    // Text before the first ';' can only follow a bracketed host ("[::1]x"): accepted
-    // unchecked as before, except for the forbidden characters.
-    if segments
-        .next()
-        .is_some_and(|first| first.iter().any(|&c| class(c) & FORBIDDEN != 0))
-    {
-        return Err(UriError::BadChar);
-    }
-    for p in segments {
-        if matches!(p.first(), None | Some(b'=')) {
-            return Err(UriError::BadParam);
+    // One pass: segments of `rest` up to the first '?', each (after the first) a parameter.
+    let mut i = 0;
+    let mut first_segment = true;
+    let mut headers = None;
+    loop {
+        if first_segment {
+            // unchecked text up to ';' or '?'
+            while let Some(&c) = rest.get(i) {
+                if c == b';' || c == b'?' {
+                    break;
+                }
+                if class(c) & FORBIDDEN != 0 {
+                    return Err(UriError::BadChar);
+                }
+                i += 1;
+            }
+        } else {
+            if matches!(rest.get(i), None | Some(b'=' | b';' | b'?')) {
+                return Err(UriError::BadParam);
+            }
+            // PARAM characters and %-escapes up to ';', '?' or the end
+            while let Some(&c) = rest.get(i) {
+                if class(c) & PARAM != 0 {
+                    i += 1;
+                } else if c == b'%' {
+                    match (rest.get(i + 1), rest.get(i + 2)) {
+                        (Some(a), Some(b)) if a.is_ascii_hexdigit() && b.is_ascii_hexdigit() => {
+                            i += 3
+                        }
+                        _ => return Err(UriError::BadEscape),
+                    }
+                } else if c == b';' || c == b'?' {
+                    break;
+                } else {
+                    return Err(UriError::BadParam);
+                }
+            }
         }
-        check_escaped(p, PARAM, UriError::BadParam)?;
+        first_segment = false;
+        match rest.get(i) {
+            Some(b';') => i += 1,
+            Some(_) => {
+                // '?': the headers
+                let h = rest.get(i + 1..).unwrap_or(&[]);
+                check_escaped(h, HEADER, UriError::BadHeader)?;
+                headers = Some(h);
+                break;
+            }
+            None => break,
+        }
     }
-    if let Some(h) = headers {
-        check_escaped(h, HEADER, UriError::BadHeader)?;
-    }
+    let params = rest.get(..i).unwrap_or(&[]);
     Ok(SipUri {
         secure,
         user,
