@@ -53,9 +53,21 @@ pub fn parse_message(data: &[u8]) {
 /// URI parse and the header-value parsers on the same bytes; the fast parsers must give
 /// exactly what the reference (pre-optimisation) parsers give.
 pub fn parse_uri_and_values(data: &[u8]) {
-    assert_eq!(parse_uri(data), reference::parse_uri(data), "parse_uri {data:?}");
-    assert_eq!(uri::parse_host(data), reference::parse_host(data), "parse_host {data:?}");
-    assert_eq!(header::parse_via(data), reference::parse_via(data), "parse_via {data:?}");
+    assert_eq!(
+        parse_uri(data),
+        reference::parse_uri(data),
+        "parse_uri {data:?}"
+    );
+    assert_eq!(
+        uri::parse_host(data),
+        reference::parse_host(data),
+        "parse_host {data:?}"
+    );
+    assert_eq!(
+        header::parse_via(data),
+        reference::parse_via(data),
+        "parse_via {data:?}"
+    );
     assert_eq!(
         header::parse_name_addr(data, HeaderName::Route),
         reference::parse_name_addr(data, HeaderName::Route),

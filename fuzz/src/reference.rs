@@ -5,12 +5,9 @@
 
 #![allow(clippy::all)]
 
-
-
 use ringsip::sip::header::{HeaderErrorKind, NameAddr, Via};
 use ringsip::sip::uri::{Host, SipUri, TelUri, Uri, UriError};
 use ringsip::sip::{HeaderError, HeaderName};
-
 
 const fn token_table() -> [bool; 256] {
     let mut t = [false; 256];
@@ -35,7 +32,6 @@ static TOKEN: [bool; 256] = token_table();
 pub fn is_token(c: u8) -> bool {
     TOKEN.get(usize::from(c)).copied().unwrap_or(false)
 }
-
 
 /// Linear white space inside a header value: SP, HTAB, and the CR LF of a folded line.
 pub fn is_lws(c: u8) -> bool {
@@ -77,7 +73,6 @@ pub fn token_end(s: &[u8], mut i: usize) -> usize {
     i
 }
 
-
 /// Given `s[i] == b'"'`, the index one past the closing quote, honouring `\` escapes.
 pub fn quoted_end(s: &[u8], i: usize) -> Option<usize> {
     let mut j = i.checked_add(1)?;
@@ -108,7 +103,6 @@ pub fn parse_u64(s: &[u8], max: u64) -> Option<u64> {
     }
     Some(v)
 }
-
 
 /// Iterator over `;`-separated generic parameters (`name [= value]`) of a parameter list as
 /// it follows a header value or URI, yielding `(name, value)` with LWS trimmed and a quoted
@@ -170,7 +164,6 @@ pub fn find_param<'a>(params: &'a [u8], name: &[u8]) -> Option<Option<&'a [u8]>>
         .map(|(_, v)| v)
 }
 
-
 /// Parses a host as written in a URI or Via (`[v6]`, IPv4, or hostname).
 pub fn parse_host(s: &[u8]) -> Result<Host<'_>, UriError> {
     match s {
@@ -205,7 +198,6 @@ pub fn is_v6_text(s: &[u8]) -> bool {
         && s.iter()
             .all(|&c| c.is_ascii_hexdigit() || c == b':' || c == b'.')
 }
-
 
 fn is_unreserved(c: u8) -> bool {
     c.is_ascii_alphanumeric()
@@ -395,9 +387,11 @@ fn parse_sip(s: &[u8], secure: bool) -> Result<SipUri<'_>, UriError> {
     })
 }
 
-
 fn bad(h: HeaderName) -> HeaderError {
-    HeaderError { header: h, kind: HeaderErrorKind::Malformed }
+    HeaderError {
+        header: h,
+        kind: HeaderErrorKind::Malformed,
+    }
 }
 
 /// Parses one Via value (one comma-separated element).
@@ -488,8 +482,7 @@ pub fn parse_via(v: &[u8]) -> Result<Via<'_>, HeaderError> {
                 [b'[', inner @ .., b']'] => inner,
                 _ => r,
             };
-            let ok = is_v6_text(inner)
-                || matches!(parse_host(inner), Ok(Host::V4(_)));
+            let ok = is_v6_text(inner) || matches!(parse_host(inner), Ok(Host::V4(_)));
             if !ok {
                 return Err(e());
             }
@@ -557,7 +550,6 @@ fn check_generic_params(p: &[u8]) -> Result<(), ()> {
     Ok(())
 }
 
-
 /// Parses a name-addr / addr-spec followed by parameters, for header `h`. The URI must
 /// parse (any scheme; unknown schemes are opaque).
 pub fn parse_name_addr(v: &[u8], h: HeaderName) -> Result<NameAddr<'_>, HeaderError> {
@@ -612,7 +604,10 @@ pub fn parse_name_addr(v: &[u8], h: HeaderName) -> Result<NameAddr<'_>, HeaderEr
         }
         after = end;
     }
-    parse_uri(uri).map_err(|u| HeaderError { header: h, kind: HeaderErrorKind::Uri(u) })?;
+    parse_uri(uri).map_err(|u| HeaderError {
+        header: h,
+        kind: HeaderErrorKind::Uri(u),
+    })?;
     let rest = v.get(after..).unwrap_or(&[]);
     check_generic_params(rest).map_err(|_| e())?;
     Ok(NameAddr {
@@ -621,7 +616,6 @@ pub fn parse_name_addr(v: &[u8], h: HeaderName) -> Result<NameAddr<'_>, HeaderEr
         params: trim_lws(rest),
     })
 }
-
 
 fn memchr(needle: u8, s: &[u8]) -> Option<usize> {
     s.iter().position(|&c| c == needle)
