@@ -4,7 +4,8 @@
 //!
 //! Invariants: every span points inside `buf` (messages are at most 65 535 bytes, the
 //! largest UDP datagram, so spans are `u16`); the header index holds at most
-//! [`MAX_HEADERS`] lines in wire order; nothing on the parse path allocates. Framing follows
+//! [`MAX_HEADERS`] lines in wire order, and `first` names the index of each known header's
+//! first line; nothing on the parse path allocates. Framing follows
 //! RFC 3261 §18.3: on a stream Content-Length is mandatory; on a datagram its absence means
 //! "the rest of the datagram" and octets past the declared length are ignored.
 
