@@ -279,3 +279,43 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn write_into_reports_the_exact_length_needed() {
+    let mut m = msg(REQ);
+    m.prepend_via(b"SIP/2.0/UDP h;branch=z9hG4bK9").unwrap();
+    let mut small = [0u8; 16];
+    assert_eq!(
+        m.write_into(&mut small),
+        Err(EditError::BufferTooSmall {
+            needed: m.written_len()
+        })
+    );
+    let mut exact = vec![0u8; m.written_len()];
+    assert_eq!(m.write_into(&mut exact), Ok(m.written_len()));
+    let mut out = Vec::new();
+    m.write_to(&mut out);
+    assert_eq!(exact, out);
+}
+
+#[test]
+fn inserted_text_past_the_inline_arena_spills_and_stays_in_order() {
+    let mut m = msg(REQ);
+    // 12 headers of ~60 bytes: well past the 384-byte inline arena.
+    let values: Vec<String> = (0..12)
+        .map(|i| format!("{i:02}-{}", "v".repeat(56)))
+        .collect();
+    for v in &values {
+        m.append_header(b"X-Long", v.as_bytes()).unwrap();
+    }
+    m.prepend_via(b"SIP/2.0/UDP spill.example.com;branch=z9hG4bKs")
+        .unwrap();
+    let w = written(&m);
+    let got: Vec<&[u8]> = w.header_lines_named(b"X-Long").collect();
+    assert_eq!(got.len(), values.len());
+    for (g, v) in got.iter().zip(&values) {
+        assert_eq!(*g, v.as_bytes());
+    }
+    assert_eq!(w.top_via().unwrap().host, b"spill.example.com");
+    assert_eq!(w.body(), b"body");
+}

@@ -8,10 +8,8 @@
 //! Callgrind: `SIP_CALLGRIND=ringsip SIP_ITERS=1000 valgrind --tool=callgrind <bench binary>`
 //! minus the same with `SIP_ITERS=0`, divided by 1000.
 //!
-//! 2026-11-23, 2 shared CPUs under load (loadavg 5-7): parse_and_read ringsip 5.4 us, rsip
-//! 12.1 us; forward ringsip 6.2 us, rsip 23.6 us (criterion medians, 3 s runs; wall time is
-//! inflated by the load). Callgrind parse_and_read: ringsip 12 959 instructions per message,
-//! rsip 44 746.
+//! Figures: see the "Parser" section of `docs/PERFORMANCE.md` (2026-11-23, load 4-5:
+//! parse_and_read ringsip 0.85 us, rsip 6.1 us; forward ringsip 1.27 us, rsip 15.9 us).
 
 use std::hint::black_box;
 

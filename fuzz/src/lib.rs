@@ -5,6 +5,8 @@
 use bytes::Bytes;
 use ringsip::sip::{header, parse_uri, uri, HeaderName, Limits, Message, ParseError, Transport};
 
+pub mod reference;
+
 /// Parse as datagram and as stream, then touch every typed accessor.
 pub fn parse_message(data: &[u8]) {
     for t in [Transport::Datagram, Transport::Stream] {
@@ -30,14 +32,47 @@ pub fn parse_message(data: &[u8]) {
         for c in m.credentials(HeaderName::Authorization).flatten() {
             let _ = c.param(b"nonce");
         }
+        if let Some(r) = m.original_request_uri() {
+            assert_eq!(parse_uri(r), reference::parse_uri(r));
+        }
+        for v in m.header_values(HeaderName::Via) {
+            assert_eq!(header::parse_via(v), reference::parse_via(v));
+        }
+        for v in m.header_values(HeaderName::Route) {
+            assert_eq!(
+                header::parse_name_addr(v, HeaderName::Route),
+                reference::parse_name_addr(v, HeaderName::Route)
+            );
+        }
         let _ = m.parsed_request_uri();
         let _ = m.method_text();
         assert!(m.body().len() <= m.as_bytes().len());
     }
 }
 
-/// URI parse and the header-value parsers on the same bytes.
+/// URI parse and the header-value parsers on the same bytes; the fast parsers must give
+/// exactly what the reference (pre-optimisation) parsers give.
 pub fn parse_uri_and_values(data: &[u8]) {
+    assert_eq!(
+        parse_uri(data),
+        reference::parse_uri(data),
+        "parse_uri {data:?}"
+    );
+    assert_eq!(
+        uri::parse_host(data),
+        reference::parse_host(data),
+        "parse_host {data:?}"
+    );
+    assert_eq!(
+        header::parse_via(data),
+        reference::parse_via(data),
+        "parse_via {data:?}"
+    );
+    assert_eq!(
+        header::parse_name_addr(data, HeaderName::Route),
+        reference::parse_name_addr(data, HeaderName::Route),
+        "parse_name_addr {data:?}"
+    );
     if let Ok(u) = parse_uri(data) {
         if let uri::Uri::Sip(s) = u {
             let _ = s.host.ip();

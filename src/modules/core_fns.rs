@@ -26,15 +26,15 @@ pub fn is_myself(h: &mut Host<'_>, args: &[Arg<'_>], _st: &mut MsgState) -> i32 
 /// `forward([destination])`: stateless forwarding to the destination, else `$du`, else the
 /// Request-URI.
 pub fn forward(h: &mut Host<'_>, args: &[Arg<'_>], _st: &mut MsgState) -> i32 {
-    let dest: Vec<u8> = match arg_str(args, 0) {
-        Some(d) => d.as_bytes().to_vec(),
-        None => crate::proxy::shard::next_hop_uri(h.msg, h.du.as_deref(), h.routes_stripped),
-    };
     h.acted = true;
     if !h.msg.is_request() {
         return -1;
     }
-    h.core.forward_stateless(h.msg, h.rx, &dest)
+    let dest: &[u8] = match arg_str(args, 0) {
+        Some(d) => d.as_bytes(),
+        None => crate::proxy::shard::next_hop(h.msg, h.du.as_deref(), h.routes_stripped),
+    };
+    h.core.forward_stateless(h.msg, h.rx, dest)
 }
 
 /// `rewriteuri(uri)` / `seturi(uri)`.

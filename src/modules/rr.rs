@@ -3,8 +3,6 @@
 //! arrived on); `loose_route()` removes Route values that name us so the next hop is the
 //! next Route value, or the Request-URI.
 
-use std::fmt::Write as _;
-
 use crate::proxy::host::Host;
 use crate::script::interp::{Arg, MsgState};
 use crate::sip::{parse_uri, Uri};
@@ -17,7 +15,9 @@ pub fn record_route(h: &mut Host<'_>, args: &[Arg<'_>], _st: &mut MsgState) -> i
         return -1;
     };
     let mut v = String::with_capacity(64);
-    let _ = write!(v, "<sip:{};lr", l.addr);
+    v.push_str("<sip:");
+    v.push_str(&l.addr_text);
+    v.push_str(";lr");
     if let Some(p) = arg_str(args, 0) {
         if !p.starts_with(';') {
             v.push(';');
@@ -60,44 +60,46 @@ pub fn record_route_preset(h: &mut Host<'_>, args: &[Arg<'_>], _st: &mut MsgStat
 /// Our own leading Route values are removed. A Request-URI naming us (the previous hop
 /// was a strict router, §16.4) is replaced by the last Route value.
 pub fn loose_route(h: &mut Host<'_>, _args: &[Arg<'_>], _st: &mut MsgState) -> i32 {
-    let routes: Vec<Vec<u8>> = h
-        .msg
-        .routes()
-        .filter_map(Result::ok)
-        .map(|r| r.uri.to_vec())
-        .collect();
-    if routes.is_empty() {
-        return -1;
-    }
-    // Strict-router compatibility: the Request-URI is a value we record-routed.
-    let ruri_is_us = h
-        .msg
-        .request_uri()
-        .map(|u| h.core.is_myself(u) && is_rr_uri(u))
-        .unwrap_or(false);
-    if ruri_is_us {
-        if let Some(last) = routes.last() {
-            if h.msg.set_request_uri(last).is_err() {
-                return -1;
+    // Strict-router compatibility: the Request-URI is a value we record-routed (names us,
+    // no user part).
+    let ruri_is_us = match h.msg.request_uri().map(parse_uri) {
+        Some(Ok(Uri::Sip(s))) => s.user.is_none() && h.core.is_myself_sip(&s),
+        _ => false,
+    };
+    // One pass over the Route values, each URI parsed once: how many leading ones name
+    // us, and (only for a strict router's request) the last one.
+    let mut any = false;
+    let mut stripped = 0;
+    let mut leading = true;
+    let mut last: Option<Vec<u8>> = None;
+    for r in h.msg.routes().filter_map(Result::ok) {
+        any = true;
+        if leading {
+            if h.core.is_myself(r.uri) {
+                stripped += 1;
+            } else {
+                leading = false;
             }
         }
-    }
-    let mut stripped = 0;
-    for r in &routes {
-        if h.core.is_myself(r) {
-            if h.msg.strip_top_route().is_err() {
-                return -1;
-            }
-            stripped += 1;
-        } else {
+        if ruri_is_us {
+            last = Some(r.uri.to_vec());
+        } else if !leading {
             break;
+        }
+    }
+    if !any {
+        return -1;
+    }
+    if let Some(last) = last {
+        if h.msg.set_request_uri(&last).is_err() {
+            return -1;
+        }
+    }
+    for _ in 0..stripped {
+        if h.msg.strip_top_route().is_err() {
+            return -1;
         }
     }
     h.routes_stripped = stripped;
     1
-}
-
-/// Whether a URI looks like one of our Record-Route values (`;lr`, no user part).
-fn is_rr_uri(u: &[u8]) -> bool {
-    matches!(parse_uri(u), Ok(Uri::Sip(s)) if s.user.is_none())
 }

@@ -40,8 +40,8 @@ pub fn t_relay(h: &mut Host<'_>, _args: &[Arg<'_>], st: &mut MsgState) -> i32 {
     // An ACK that matched no transaction (the ACK of a 2xx) is forwarded statelessly.
     if h.txn.is_none() && h.msg.method() == Some(crate::sip::Method::Ack) {
         h.acted = true;
-        let dest = crate::proxy::shard::next_hop_uri(h.msg, h.du.as_deref(), h.routes_stripped);
-        return h.core.forward_stateless(h.msg, h.rx, &dest);
+        let dest = crate::proxy::shard::next_hop(h.msg, h.du.as_deref(), h.routes_stripped);
+        return h.core.forward_stateless(h.msg, h.rx, dest);
     }
     let id = match ensure_txn(h) {
         Ok(id) => id,

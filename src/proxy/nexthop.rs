@@ -15,7 +15,7 @@ use std::cell::RefCell;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 
-use crate::sip::{parse_uri, Uri};
+use crate::sip::{parse_uri, SipUri, Uri};
 use crate::transport::dns::ring::DEFAULT_CACHE_CAPACITY;
 use crate::transport::dns::ring::{ring_resolver, RingResolver, SystemDnsConfig};
 use crate::transport::dns::{SipResolveError, SipTarget, SipTransport};
@@ -89,52 +89,70 @@ pub enum NextHopError {
 }
 
 /// Classifies a next-hop URI (or `host[:port]`, as `$du` may be given): the host of its
-/// `maddr` if present, else its host (RFC 3261 §16.6 / RFC 3263 §4).
+/// `maddr` if present, else its host (RFC 3261 §16.6 / RFC 3263 §4). Allocates only for a
+/// host name to resolve and for errors.
 pub fn classify(uri: &[u8]) -> Result<NextHopTarget, NextHopError> {
-    let text = || String::from_utf8_lossy(uri).into_owned();
-    let (host, port, udp_given) = match parse_uri(uri) {
-        Ok(Uri::Sip(s)) => {
-            if s.secure {
-                return Err(NextHopError::Unsupported {
-                    uri: text(),
-                    what: "sips (TLS)",
-                });
-            }
-            let transport = s.transport();
-            if let Some(t) = transport {
-                if !t.eq_ignore_ascii_case(b"udp") {
-                    return Err(NextHopError::Unsupported {
-                        uri: text(),
-                        what: "a transport other than UDP",
-                    });
-                }
-            }
-            let host = s.param(b"maddr").flatten().unwrap_or(s.host_text);
-            (host.to_vec(), s.port, transport.is_some())
-        }
+    match parse_uri(uri) {
+        Ok(Uri::Sip(s)) => classify_sip(&s, uri),
         // `host:port` reads as a URI of scheme `host`: taken as host and port when what
         // follows the colon is a port number.
-        Ok(Uri::Other { .. }) if !host_port(uri) => {
-            return Err(NextHopError::BadUri { uri: text() })
-        }
+        Ok(Uri::Other { .. }) if !host_port(uri) => Err(bad_uri(uri)),
         Ok(_) | Err(_) => {
-            let t = std::str::from_utf8(uri).map_err(|_| NextHopError::BadUri { uri: text() })?;
+            let t = std::str::from_utf8(uri).map_err(|_| bad_uri(uri))?;
             match t.rsplit_once(':') {
-                Some((h, p)) if !h.contains(':') || h.ends_with(']') => (
-                    h.as_bytes().to_vec(),
-                    Some(
-                        p.parse()
-                            .map_err(|_| NextHopError::BadUri { uri: text() })?,
-                    ),
-                    false,
-                ),
-                _ => (t.as_bytes().to_vec(), None, false),
+                Some((h, p)) if !h.contains(':') || h.ends_with(']') => {
+                    let port = p.parse().map_err(|_| bad_uri(uri))?;
+                    classify_host(h.as_bytes(), None, Some(port), false, uri)
+                }
+                _ => classify_host(t.as_bytes(), None, None, false, uri),
             }
         }
-    };
-    let host = String::from_utf8(host).map_err(|_| NextHopError::BadUri { uri: text() })?;
+    }
+}
+
+/// [`classify`] for a URI already parsed as `s` (`uri` is its text, for errors).
+pub fn classify_sip(s: &SipUri<'_>, uri: &[u8]) -> Result<NextHopTarget, NextHopError> {
+    if s.secure {
+        return Err(NextHopError::Unsupported {
+            uri: text(uri),
+            what: "sips (TLS)",
+        });
+    }
+    let transport = s.transport();
+    if let Some(t) = transport {
+        if !t.eq_ignore_ascii_case(b"udp") {
+            return Err(NextHopError::Unsupported {
+                uri: text(uri),
+                what: "a transport other than UDP",
+            });
+        }
+    }
+    match s.param(b"maddr").flatten() {
+        Some(maddr) => classify_host(maddr, None, s.port, transport.is_some(), uri),
+        // The URI parser has read the host already: its address is reused.
+        None => classify_host(s.host_text, Some(s.host), s.port, transport.is_some(), uri),
+    }
+}
+
+fn text(uri: &[u8]) -> String {
+    String::from_utf8_lossy(uri).into_owned()
+}
+
+fn bad_uri(uri: &[u8]) -> NextHopError {
+    NextHopError::BadUri { uri: text(uri) }
+}
+
+/// The target for `host` (as written; `parsed` if the URI parser read it) and `port`.
+fn classify_host(
+    host: &[u8],
+    parsed: Option<crate::sip::Host<'_>>,
+    port: Option<u16>,
+    udp_given: bool,
+    uri: &[u8],
+) -> Result<NextHopTarget, NextHopError> {
+    let host = std::str::from_utf8(host).map_err(|_| bad_uri(uri))?;
     if host.is_empty() {
-        return Err(NextHopError::BadUri { uri: text() });
+        return Err(bad_uri(uri));
     }
     if host.eq_ignore_ascii_case("localhost") {
         return Ok(NextHopTarget::Static(SocketAddr::new(
@@ -142,17 +160,27 @@ pub fn classify(uri: &[u8]) -> Result<NextHopTarget, NextHopError> {
             port.unwrap_or(5060),
         )));
     }
-    if let Ok(ip) = host
-        .trim_matches(|c| c == '[' || c == ']')
-        .parse::<IpAddr>()
-    {
+    let ip = match parsed {
+        // A host name with a letter, `-` or `_` never reads as an address (no `:`).
+        Some(crate::sip::Host::Name(n))
+            if !n.iter().all(|&c| c.is_ascii_digit() || c == b'.') && !n.contains(&b':') =>
+        {
+            None
+        }
+        Some(h @ crate::sip::Host::V4(_)) => h.ip(),
+        _ => host
+            .trim_matches(|c| c == '[' || c == ']')
+            .parse::<IpAddr>()
+            .ok(),
+    };
+    if let Some(ip) = ip {
         return Ok(NextHopTarget::Static(SocketAddr::new(
             ip,
             port.unwrap_or(5060),
         )));
     }
     Ok(NextHopTarget::Resolve(HostTarget {
-        host,
+        host: host.to_owned(),
         port,
         udp_given,
     }))
@@ -219,6 +247,12 @@ mod tests {
             classify(b"sip:bob@example.com;maddr=10.0.0.3").unwrap(),
             st("10.0.0.3:5060")
         );
+        assert_eq!(
+            classify(b"sip:bob@example.com:5070;maddr=[::2]").unwrap(),
+            st("[::2]:5070")
+        );
+        assert_eq!(classify(b"[::3]:5072").unwrap(), st("[::3]:5072"));
+        assert_eq!(classify(b"10.0.0.4").unwrap(), st("10.0.0.4:5060"));
     }
 
     #[test]

@@ -110,6 +110,11 @@ pub struct Listener {
     /// their responses come back to this shard.
     pub own: cores::UdpSocket,
     pub own_addr: SocketAddr,
+    /// `addr` as text (`IP:port`, `[v6]:port`), written once so the message path does
+    /// not format a socket address per message.
+    pub addr_text: String,
+    /// `own_addr` as text.
+    pub own_text: String,
 }
 
 /// A timer of a transaction armed in the shard's wheel.
@@ -375,9 +380,12 @@ impl Shard {
                     tracing::warn!("cannot size the socket buffers of {addr}: {e}");
                 }
             }
+            let (addr, own_addr) = (public.local_addr(), own.local_addr());
             listeners.push(Listener {
-                addr: public.local_addr(),
-                own_addr: own.local_addr(),
+                addr,
+                own_addr,
+                addr_text: addr.to_string(),
+                own_text: own_addr.to_string(),
                 public,
                 own,
             });
@@ -542,26 +550,29 @@ impl Shard {
         let Some(status) = msg.status_code() else {
             return;
         };
-        let (branch, cseq_method) = match (msg.top_via(), msg.cseq()) {
-            (Ok(v), Ok(c)) => (
-                v.branch
+        // The branch is looked at while the message is borrowed; only the owner and the
+        // match (both Copy) outlive that.
+        let (other_owner, matched) = match (msg.top_via(), msg.cseq()) {
+            (Ok(v), Ok(c)) => {
+                let branch = v
+                    .branch
                     .and_then(|b| std::str::from_utf8(b).ok())
-                    .unwrap_or("")
-                    .to_string(),
-                c.method,
-            ),
+                    .unwrap_or("");
+                match crate::txn::shard_of_branch(branch) {
+                    Some(owner) if owner != core.id => (Some(owner), None),
+                    _ => (None, core.table.match_response(branch, c.method.as_str())),
+                }
+            }
             _ => {
                 core.stats.parse_errors += 1;
                 return;
             }
         };
-        if let Some(owner) = crate::txn::shard_of_branch(&branch) {
-            if owner != core.id {
-                core.hand_over(owner, msg.as_bytes(), rx);
-                return;
-            }
+        if let Some(owner) = other_owner {
+            core.hand_over(owner, msg.as_bytes(), rx);
+            return;
         }
-        let Some(m) = core.table.match_response(&branch, cseq_method.as_str()) else {
+        let Some(m) = matched else {
             core.stats.responses_unmatched += 1;
             core.forward_response_stateless(msg, rx);
             return;
@@ -1147,7 +1158,8 @@ impl Core {
         let method = msg.method()?.as_str();
         self.scratch.clear();
         self.scratch.push_str(std::str::from_utf8(via.host).ok()?);
-        let _ = write!(self.scratch, ":{}", via.port.unwrap_or(5060));
+        self.scratch.push(':');
+        push_decimal(&mut self.scratch, u64::from(via.port.unwrap_or(5060)));
         self.table
             .match_request(branch, &self.scratch, method)
             .ok()
@@ -1156,27 +1168,34 @@ impl Core {
 
     /// Whether `uri_or_host` (a SIP URI, or host[:port]) names one of our sockets.
     pub fn is_myself(&self, uri_or_host: &[u8]) -> bool {
-        let (host, port): (&[u8], Option<u16>) = match parse_uri(uri_or_host) {
-            Ok(Uri::Sip(s)) => (s.host_text, s.port),
-            Ok(_) => return false,
+        match parse_uri(uri_or_host) {
+            Ok(Uri::Sip(s)) => self.is_myself_sip(&s),
+            Ok(_) => false,
             Err(_) => {
                 let text = std::str::from_utf8(uri_or_host).unwrap_or("");
-                match text.rsplit_once(':') {
-                    Some((h, p)) if !h.contains(':') || h.ends_with(']') => {
-                        (h.as_bytes(), p.parse().ok())
-                    }
-                    _ => (text.as_bytes(), None),
-                }
+                let (host, port) = match text.rsplit_once(':') {
+                    Some((h, p)) if !h.contains(':') || h.ends_with(']') => (h, p.parse().ok()),
+                    _ => (text, None),
+                };
+                let ip: Option<IpAddr> = host.trim_matches(|c| c == '[' || c == ']').parse().ok();
+                self.names_us(host.as_bytes(), ip, port.unwrap_or(5060))
             }
-        };
-        let host_text = std::str::from_utf8(host).unwrap_or("");
-        let ip: Option<IpAddr> = host_text
-            .trim_matches(|c| c == '[' || c == ']')
-            .parse()
-            .ok();
-        let port = port.unwrap_or(5060);
-        let by_ip = self.listeners.iter().any(|l| {
-            Some(l.addr.ip()) == ip && (l.addr.port() == port || l.own_addr.port() == port)
+        }
+    }
+
+    /// Whether an already parsed SIP URI names one of our sockets (its host and port;
+    /// the port defaults to 5060).
+    pub fn is_myself_sip(&self, uri: &crate::sip::uri::SipUri<'_>) -> bool {
+        self.names_us(uri.host_text, uri.host.ip(), uri.port.unwrap_or(5060))
+    }
+
+    /// Whether `host` (its text, and the address if it is an IP literal) with `port` is
+    /// one of our listening addresses or an alias.
+    fn names_us(&self, host: &[u8], ip: Option<IpAddr>, port: u16) -> bool {
+        let by_ip = ip.is_some_and(|ip| {
+            self.listeners
+                .iter()
+                .any(|l| l.addr.ip() == ip && (l.addr.port() == port || l.own_addr.port() == port))
         });
         by_ip
             || self.shared.aliases.iter().any(|a| {
@@ -1184,7 +1203,7 @@ impl Core {
                     Some((h, p)) => (h, p.parse().unwrap_or(5060)),
                     None => (a.as_str(), 5060),
                 };
-                ah.eq_ignore_ascii_case(host_text) && ap == port
+                ah.as_bytes().eq_ignore_ascii_case(host) && ap == port
             })
     }
 
@@ -1201,7 +1220,11 @@ impl Core {
     /// A To-tag for replies this shard makes up.
     pub fn new_tag(&mut self) -> String {
         self.tag_seq = self.tag_seq.wrapping_add(1);
-        format!("rs{:x}{:x}", self.tag_salt & 0xffff_ffff, self.tag_seq)
+        let mut tag = String::with_capacity(2 + 8 + 16);
+        tag.push_str("rs");
+        push_hex(&mut tag, self.tag_salt & 0xffff_ffff);
+        push_hex(&mut tag, self.tag_seq);
+        tag
     }
 
     /// A stateless reply's To-tag: the same for retransmissions of one request.
@@ -1215,7 +1238,8 @@ impl Core {
                 h = (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
             }
         }
-        let _ = write!(out, "rs{h:x}");
+        out.push_str("rs");
+        push_hex(out, h);
     }
 
     /// Sends bytes to `to` from listener `l`'s public socket.
@@ -1261,23 +1285,12 @@ impl Core {
         reason: &str,
         tag: &str,
     ) {
-        let mut buf = std::mem::take(&mut self.reply_buf);
-        let spec = ReplySpec {
-            code,
-            reason: reason.as_bytes(),
-            to_tag: Some(tag.as_bytes()),
-            extra_headers: b"Server: ringsip\r\n",
-            body: b"",
+        let mut out = ReplyOut {
+            buf: &mut self.reply_buf,
+            listeners: &self.listeners,
+            stats: &mut self.stats,
         };
-        match write_reply(req, &spec, &mut buf) {
-            Ok(n) => {
-                self.stats.local_replies += 1;
-                let bytes = buf.get(..n).unwrap_or(&[]);
-                self.send_public(rx.listener, bytes, to);
-            }
-            Err(e) => tracing::debug!("cannot build a {code} reply: {e}"),
-        }
-        self.reply_buf = buf;
+        out.send(req, rx.listener, to, code, reason, tag);
     }
 
     /// Builds a reply to the transaction's request with its To-tag (t_reply).
@@ -1316,12 +1329,14 @@ impl Core {
             TxnKind::NonInvite
         };
         let _ = kind;
-        let mut sent_by = String::new();
+        let mut sent_by = std::mem::take(&mut self.scratch);
+        sent_by.clear();
         sent_by.push_str(std::str::from_utf8(via.host).unwrap_or(""));
-        let _ = write!(sent_by, ":{}", via.port.unwrap_or(5060));
+        sent_by.push(':');
+        push_decimal(&mut sent_by, u64::from(via.port.unwrap_or(5060)));
         let now = cores::now();
         let pkt: Pkt = msg.buffer().clone();
-        let id = match self.table.insert(
+        let inserted = self.table.insert(
             branch,
             &sent_by,
             method.as_str(),
@@ -1329,7 +1344,9 @@ impl Core {
             false,
             now,
             &mut self.actions,
-        ) {
+        );
+        self.scratch = sent_by;
+        let id = match inserted {
             Ok(id) => id,
             Err(crate::txn::TableError::Full { .. }) => {
                 self.stats.txn_table_full += 1;
@@ -1416,11 +1433,11 @@ impl Core {
         }
         let du = du_after.as_deref();
         let target = if ruri.is_some() && du.is_none() {
-            m.request_uri().unwrap_or(b"").to_vec()
+            m.request_uri().unwrap_or(b"")
         } else {
-            next_hop_uri(&m, du, routes_stripped)
+            next_hop(&m, du, routes_stripped)
         };
-        match super::nexthop::classify(&target) {
+        match super::nexthop::classify(target) {
             Ok(NextHopTarget::Static(dest)) => {
                 self.push_branch(id, m, Some(dest), Vec::new())?;
                 self.run_actions(id);
@@ -1484,17 +1501,19 @@ impl Core {
         }
         let b = BranchIdx(u8::try_from(txn.branch_count()).map_err(|_| -1)?);
         let listener = self.ctx_mut(id).map_or(0, |c| c.rx.listener);
-        let own = self
-            .listeners
-            .get(listener)
-            .or(self.listeners.first())
-            .map(|l| l.own_addr);
-        let Some(own) = own else {
+        let Some(own) = self.listeners.get(listener).or(self.listeners.first()) else {
             return Err(-1);
         };
         let branch = self.table.branch_id(id, b);
-        let via = format!("SIP/2.0/UDP {own};branch={}", branch.as_str());
-        m.prepend_via(via.as_bytes()).map_err(|_| -1)?;
+        let mut via = std::mem::take(&mut self.scratch);
+        via.clear();
+        via.push_str("SIP/2.0/UDP ");
+        via.push_str(&own.own_text);
+        via.push_str(";branch=");
+        via.push_str(branch.as_str());
+        let prepended = m.prepend_via(via.as_bytes());
+        self.scratch = via;
+        prepended.map_err(|_| -1)?;
         if m.max_forwards().ok().flatten().is_none() {
             let _ = m.append_header(b"Max-Forwards", b"70");
         }
@@ -1758,13 +1777,25 @@ impl Core {
                 self.send_public(l, &msg, to);
             }
             Response::Local { status, request } => {
-                let tag = ctx.to_tag.clone();
+                // Borrows the context's request and tag next to the reply buffer (no
+                // copy of the request per reply).
+                let Some(Some(ctx)) = self.ctxs.get_mut(id.index as usize) else {
+                    return;
+                };
+                if ctx.generation != id.generation {
+                    return;
+                }
+                let mut out = ReplyOut {
+                    buf: &mut self.reply_buf,
+                    listeners: &self.listeners,
+                    stats: &mut self.stats,
+                };
+                let reason = reason_of(status);
                 if !to_cancel {
                     // The server transaction's own request (100, 408, 487, 500...).
-                    let req = ctx.request.clone();
-                    self.send_reply_bytes(&req, rx, to, status, reason_of(status), &tag);
+                    out.send(&ctx.request, rx.listener, to, status, reason, &ctx.to_tag);
                 } else if let Ok(cancel) = Message::parse_datagram(request) {
-                    self.send_reply_bytes(&cancel, rx, to, status, reason_of(status), &tag);
+                    out.send(&cancel, rx.listener, to, status, reason, &ctx.to_tag);
                 }
             }
         }
@@ -1877,26 +1908,14 @@ impl Core {
             return -2;
         };
         let mut m = msg.clone();
-        let Some(own) = self.listeners.get(rx.listener).map(|l| l.addr) else {
-            return -1;
-        };
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in msg.top_via().ok().and_then(|v| v.branch).unwrap_or(b"") {
-            h = (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
-        }
-        // Ours on top: edits inserted at the same place come out in the order recorded, so
-        // our Via is recorded before the sender's rewritten one.
-        let via = format!("SIP/2.0/UDP {own};branch=z9hG4bKsl{h:x}");
-        if m.prepend_via(via.as_bytes()).is_err() {
+        if self.listeners.get(rx.listener).is_none() {
             return -1;
         }
-        // The sender's Via gets received/rport (RFC 3261 §18.2.1, RFC 3581 §4) so replies
-        // can be routed back statelessly.
-        if let Some(top) = msg.header_lines(HeaderName::Via).next() {
-            let v = via_with_received(split_first_value(top), rx.src);
-            if m.strip_top_via().is_err() || m.prepend_via(v.as_bytes()).is_err() {
-                return -1;
-            }
+        let mut v = std::mem::take(&mut self.scratch);
+        let edited = self.stateless_vias(msg, &mut m, rx, &mut v);
+        self.scratch = v;
+        if edited.is_err() {
+            return -1;
         }
         let mut out = std::mem::take(&mut self.out);
         out.clear();
@@ -1906,6 +1925,40 @@ impl Core {
         self.out = out;
         self.stats.stateless_forwards += 1;
         1
+    }
+
+    /// `forward()`'s Via edits on `m` (a copy of `msg`): our Via on top, then the sender's
+    /// with `received`/`rport` (RFC 3261 §18.2.1, RFC 3581 §4), so replies can be routed
+    /// back statelessly. Edits inserted at the same place come out in the order recorded,
+    /// so ours is recorded first. `v` is scratch space.
+    fn stateless_vias(
+        &self,
+        msg: &Message,
+        m: &mut Message,
+        rx: Rx,
+        v: &mut String,
+    ) -> Result<(), crate::sip::EditError> {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in msg.top_via().ok().and_then(|v| v.branch).unwrap_or(b"") {
+            h = (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
+        }
+        let own = self
+            .listeners
+            .get(rx.listener)
+            .map_or("", |l| l.addr_text.as_str());
+        v.clear();
+        v.push_str("SIP/2.0/UDP ");
+        v.push_str(own);
+        v.push_str(";branch=z9hG4bKsl");
+        push_hex(v, h);
+        m.prepend_via(v.as_bytes())?;
+        if let Some(top) = msg.header_lines(HeaderName::Via).next() {
+            v.clear();
+            via_with_received(split_first_value(top), rx.src, v);
+            m.strip_top_via()?;
+            m.prepend_via(v.as_bytes())?;
+        }
+        Ok(())
     }
 
     /// Passes a response for a transaction of another shard to its owner.
@@ -1925,24 +1978,112 @@ impl Core {
 
 /// Where a request goes (RFC 3261 §16.6 steps 6-7, §16.12): `$du` if set, else the first
 /// Route value left after `loose_route()` removed ours, else the Request-URI.
-pub fn next_hop_uri(msg: &Message, du: Option<&str>, routes_stripped: usize) -> Vec<u8> {
+pub fn next_hop<'a>(msg: &'a Message, du: Option<&'a str>, routes_stripped: usize) -> &'a [u8] {
     match du {
-        Some(d) => d.as_bytes().to_vec(),
+        Some(d) => d.as_bytes(),
         None => match msg.routes().nth(routes_stripped) {
-            Some(Ok(r)) => r.uri.to_vec(),
-            _ => msg.request_uri().unwrap_or(b"").to_vec(),
+            Some(Ok(r)) => r.uri,
+            _ => msg.request_uri().unwrap_or(b""),
         },
     }
 }
 
-/// The first comma-separated value of a header line (outside quotes and `<>`).
-/// A Via value with `received` and `rport` set to where the request came from: any
-/// `received`/`rport` it carried (RFC 3581: an empty `rport` asks for the port) is replaced,
-/// so neither parameter appears twice.
-fn via_with_received(via: &[u8], src: SocketAddr) -> String {
+/// Where a locally built reply is written and sent from: borrows of the [`Core`]'s
+/// fields, so a reply can be built from a request the core owns without copying it.
+struct ReplyOut<'a> {
+    buf: &'a mut [u8],
+    listeners: &'a [Listener],
+    stats: &'a mut ProxyStats,
+}
+
+impl ReplyOut<'_> {
+    /// Builds reply `code` to `req` with To-tag `tag` and sends it to `to` from listener
+    /// `l`'s public socket.
+    fn send(
+        &mut self,
+        req: &Message,
+        l: usize,
+        to: SocketAddr,
+        code: u16,
+        reason: &str,
+        tag: &str,
+    ) {
+        let spec = ReplySpec {
+            code,
+            reason: reason.as_bytes(),
+            to_tag: Some(tag.as_bytes()),
+            extra_headers: b"Server: ringsip\r\n",
+            body: b"",
+        };
+        match write_reply(req, &spec, self.buf) {
+            Ok(n) => {
+                self.stats.local_replies += 1;
+                let bytes = self.buf.get(..n).unwrap_or(&[]);
+                let ok = self
+                    .listeners
+                    .get(l)
+                    .or(self.listeners.first())
+                    .map(|l| l.public.send_to(bytes, to).is_ok());
+                if ok != Some(true) {
+                    self.stats.send_errors += 1;
+                }
+            }
+            Err(e) => tracing::debug!("cannot build a {code} reply: {e}"),
+        }
+    }
+}
+
+/// Appends `n` in decimal (what `write!(s, "{n}")` writes, without the formatter).
+pub fn push_decimal(s: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        // Truncation intended: a digit.
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &d in &digits[at..] {
+        s.push(char::from(d));
+    }
+}
+
+/// Appends `v` in lower-case hex without leading zeros (`{v:x}`).
+pub fn push_hex(s: &mut String, v: u64) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut shift = (64 - (v | 1).leading_zeros()).div_ceil(4) * 4;
+    while shift > 0 {
+        shift -= 4;
+        s.push(char::from(HEX[((v >> shift) & 0xf) as usize]));
+    }
+}
+
+/// Appends an IP address as `Display` writes it; IPv4 without the formatter.
+pub fn push_ip(s: &mut String, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(a) => {
+            for (i, o) in a.octets().into_iter().enumerate() {
+                if i > 0 {
+                    s.push('.');
+                }
+                push_decimal(s, u64::from(o));
+            }
+        }
+        IpAddr::V6(a) => {
+            let _ = write!(s, "{a}");
+        }
+    }
+}
+
+/// Appends to `out` a Via value with `received` and `rport` set to where the request
+/// came from: any `received`/`rport` it carried (RFC 3581: an empty `rport` asks for the
+/// port) is replaced, so neither parameter appears twice.
+fn via_with_received(via: &[u8], src: SocketAddr, out: &mut String) {
     let text = String::from_utf8_lossy(via);
     let mut parts = text.split(';');
-    let mut out = String::with_capacity(text.len() + 48);
     out.push_str(parts.next().unwrap_or("").trim_end());
     for p in parts {
         let name = p.split('=').next().unwrap_or("").trim();
@@ -1952,10 +2093,13 @@ fn via_with_received(via: &[u8], src: SocketAddr) -> String {
         out.push(';');
         out.push_str(p.trim());
     }
-    let _ = write!(out, ";received={};rport={}", src.ip(), src.port());
-    out
+    out.push_str(";received=");
+    push_ip(out, src.ip());
+    out.push_str(";rport=");
+    push_decimal(out, u64::from(src.port()));
 }
 
+/// The first comma-separated value of a header line (outside quotes and `<>`).
 fn split_first_value(v: &[u8]) -> &[u8] {
     let (mut quoted, mut depth) = (false, 0i32);
     for (i, &c) in v.iter().enumerate() {
@@ -1991,4 +2135,27 @@ fn deliver_resolution(me: Weak<RefCell<Shard>>, id: TxnId, m: Message, r: Resolv
         return;
     };
     s.on_resolved(id, m, r);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_helpers_write_what_the_formatter_writes() {
+        for n in [0u64, 7, 10, 99, 5060, 65535, u64::MAX] {
+            let mut s = String::new();
+            push_decimal(&mut s, n);
+            assert_eq!(s, n.to_string());
+            s.clear();
+            push_hex(&mut s, n);
+            assert_eq!(s, format!("{n:x}"));
+        }
+        for ip in ["127.0.0.1", "0.0.0.0", "10.200.3.255", "::1", "2001:db8::5"] {
+            let ip: IpAddr = ip.parse().unwrap();
+            let mut s = String::new();
+            push_ip(&mut s, ip);
+            assert_eq!(s, ip.to_string());
+        }
+    }
 }

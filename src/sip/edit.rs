@@ -55,25 +55,24 @@ pub enum EditError {
     },
 }
 
+/// Where an edit's text lives: `len` bytes at `start` of the inline arena, or of the spill
+/// vector when `start` has [`SPILL`] set; `len == 0` is no text. Plain integers rather than
+/// an enum, and `Op` has no padding, so the unused ops are all-zero bytes and the array
+/// initialises as one memset.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-enum Text {
-    #[default]
-    None,
-    Inline {
-        start: u16,
-        len: u16,
-    },
-    Spill {
-        start: u32,
-        len: u32,
-    },
+struct Text {
+    start: u32,
+    len: u32,
 }
+
+/// [`Text::start`] flag: the text is in the spill vector.
+const SPILL: u32 = 1 << 31;
 
 #[derive(Clone, Copy, Debug, Default)]
 struct Op {
     at: Span,
+    seq: u32,
     text: Text,
-    seq: u16,
 }
 
 /// The pending edits of one message.
@@ -111,23 +110,20 @@ impl Edits {
     }
 
     fn text(&self, t: Text) -> &[u8] {
-        match t {
-            Text::None => &[],
-            Text::Inline { start, len } => self
-                .inline
-                .get(usize::from(start)..usize::from(start) + usize::from(len))
-                .unwrap_or(&[]),
-            Text::Spill { start, len } => self
-                .spill
-                .get(start as usize..start as usize + len as usize)
-                .unwrap_or(&[]),
+        let len = t.len as usize;
+        if t.start & SPILL == 0 {
+            let start = t.start as usize;
+            self.inline.get(start..start + len).unwrap_or(&[])
+        } else {
+            let start = (t.start & !SPILL) as usize;
+            self.spill.get(start..start + len).unwrap_or(&[])
         }
     }
 
     fn store(&mut self, parts: &[&[u8]]) -> Text {
         let len: usize = parts.iter().map(|p| p.len()).sum();
         if len == 0 {
-            return Text::None;
+            return Text::default();
         }
         let used = usize::from(self.inline_used);
         if used + len <= ARENA_INLINE {
@@ -139,18 +135,18 @@ impl Edits {
                 at += p.len();
             }
             self.inline_used = u16::try_from(at).unwrap_or(u16::MAX);
-            // len <= ARENA_INLINE, so both fit in u16
-            Text::Inline {
-                start: u16::try_from(used).unwrap_or(0),
-                len: u16::try_from(len).unwrap_or(0),
+            // used + len <= ARENA_INLINE: both fit
+            Text {
+                start: used as u32,
+                len: len as u32,
             }
         } else {
             let start = self.spill.len();
             for p in parts {
                 self.spill.extend_from_slice(p);
             }
-            Text::Spill {
-                start: u32::try_from(start).unwrap_or(0),
+            Text {
+                start: (u32::try_from(start).unwrap_or(0) & !SPILL) | SPILL,
                 len: u32::try_from(len).unwrap_or(0),
             }
         }
@@ -192,7 +188,11 @@ impl Edits {
             }
         };
         if let Some(op) = self.ops.get_mut(idx) {
-            *op = Op { at, text, seq };
+            *op = Op {
+                at,
+                text,
+                seq: u32::from(seq),
+            };
         }
         u8::try_from(idx).map_err(|_| EditError::TooManyEdits)
     }
@@ -218,7 +218,7 @@ impl Edits {
         let key = |i: u8| {
             self.ops
                 .get(usize::from(i))
-                .map_or((u16::MAX, u16::MAX), |o| (o.at.start, o.seq))
+                .map_or((u16::MAX, u32::MAX), |o| (o.at.start, o.seq))
         };
         // insertion sort: n <= MAX_EDITS
         for i in 1..n {
@@ -237,7 +237,7 @@ impl Edits {
 }
 
 fn check_value(v: &[u8]) -> Result<(), EditError> {
-    if v.iter().any(|&c| c == b'\r' || c == b'\n' || c == 0) {
+    if memchr::memchr3(b'\r', b'\n', 0, v).is_some() {
         Err(EditError::BadHeader)
     } else {
         Ok(())
@@ -276,7 +276,7 @@ impl Message {
     }
 
     fn first_of(&self, name: HeaderName) -> Option<super::message::Entry> {
-        self.entries().iter().find(|e| e.name == name).copied()
+        self.first_entry(name).copied()
     }
 
     /// True when edits are pending.
@@ -655,18 +655,21 @@ impl Message {
     /// Writes the message with its edits applied into `out`, returning the length. Fails
     /// if `out` is too small. Allocates nothing.
     pub fn write_into(&self, out: &mut [u8]) -> Result<usize, EditError> {
-        let needed = self.written_len();
-        if needed > out.len() {
-            return Err(EditError::BufferTooSmall { needed });
-        }
+        // One pass: copy while it fits, keep counting past that to report the need.
         let mut at = 0;
+        let mut fits = true;
         self.for_each_piece(|p| {
-            if let Some(dst) = out.get_mut(at..at + p.len()) {
-                dst.copy_from_slice(p);
+            match out.get_mut(at..at + p.len()) {
+                Some(dst) if fits => dst.copy_from_slice(p),
+                _ => fits = false,
             }
             at += p.len();
         });
-        Ok(at)
+        if fits {
+            Ok(at)
+        } else {
+            Err(EditError::BufferTooSmall { needed: at })
+        }
     }
 
     /// Appends the message with its edits applied to `out` (allocates only if `out` lacks

@@ -28,6 +28,12 @@ macro_rules! header_names {
             /// Number of known names (excluding `Other`).
             pub const KNOWN: usize = [$(HeaderName::$variant),*].len();
 
+            /// Every known name with its canonical spelling and compact form (tests compare
+            /// the fast classifier against a plain comparison over this table).
+            #[cfg(test)]
+            pub(crate) const TABLE: &'static [(HeaderName, &'static str, Option<u8>)] =
+                &[$((HeaderName::$variant, $canon, compact_of(&[$($compact)?]))),*];
+
             /// The canonical spelling (`Other` gives an empty string).
             pub fn as_str(self) -> &'static str {
                 match self {
@@ -37,46 +43,120 @@ macro_rules! header_names {
             }
 
             /// Classifies a header name as written (case-insensitive, compact forms mapped).
+            /// A name that is not a token is `Other`.
             pub fn parse(name: &[u8]) -> HeaderName {
+                if name.iter().all(|&c| is_token(c)) {
+                    HeaderName::from_token(name)
+                } else {
+                    HeaderName::Other
+                }
+            }
+
+            /// Classifies a name already known to be a token (the message parser checked
+            /// it): switch on the length, then compare at most three case-folded words
+            /// (see [`NameKey`]).
+            #[inline]
+            pub(crate) fn from_token(name: &[u8]) -> HeaderName {
+                debug_assert!(name.iter().all(|&c| is_token(c)));
                 if let [c] = name {
-                    $($(if c.eq_ignore_ascii_case(&$compact) { return HeaderName::$variant; })?)*
-                    return HeaderName::Other;
+                    // `c | 0x20` equals a lowercase letter only for that letter in either case.
+                    return match c | 0x20 {
+                        $($($compact => HeaderName::$variant,)?)*
+                        _ => HeaderName::Other,
+                    };
                 }
-                use HeaderName as H;
-                let candidates: &[HeaderName] = match name.first().map(u8::to_ascii_lowercase) {
-                    Some(b'v') => &[H::Via],
-                    Some(b'f') => &[H::From],
-                    Some(b't') => &[H::To],
-                    Some(b'c') => &[
-                        H::CallId, H::CSeq, H::Contact, H::ContentLength, H::ContentType,
-                        H::ContentEncoding,
-                    ],
-                    Some(b'm') => &[H::MaxForwards],
-                    Some(b'r') => &[H::Route, H::RecordRoute, H::Require, H::ReferTo],
-                    Some(b'e') => &[H::Expires, H::Event],
-                    Some(b'a') => &[H::Authorization, H::AllowEvents],
-                    Some(b'p') => &[H::ProxyAuthorization, H::ProxyAuthenticate, H::ProxyRequire],
-                    Some(b'w') => &[H::WwwAuthenticate],
-                    Some(b's') => &[H::Supported, H::Subject, H::SessionExpires],
-                    Some(b'i') => &[H::Identity],
-                    Some(b'u') => &[H::UserAgent],
-                    Some(b'd') => &[H::Date],
-                    _ => &[],
-                };
-                for &h in candidates {
-                    let canon = h.as_str().as_bytes();
-                    // Names are tokens and canonical names are letters and '-': for those,
-                    // OR-ing 0x20 folds case exactly and nothing else collides.
-                    if name.len() == canon.len()
-                        && name.iter().zip(canon).all(|(&a, &b)| (a | 0x20) == (b | 0x20) && is_token(a))
-                    {
-                        return h;
-                    }
+                #[allow(non_upper_case_globals)]
+                mod keys {
+                    use super::NameKey;
+                    $(pub(super) const $variant: NameKey = NameKey::of_canonical($canon.as_bytes());)*
                 }
-                HeaderName::Other
+                match NameKey::of_token(name) {
+                    $(keys::$variant => HeaderName::$variant,)*
+                    _ => HeaderName::Other,
+                }
             }
         }
     };
+}
+
+#[cfg(test)]
+const fn compact_of(c: &[u8]) -> Option<u8> {
+    match c {
+        [c] => Some(*c),
+        _ => None,
+    }
+}
+
+/// A header name reduced to its length and up to three little-endian words of its bytes with
+/// 0x20 OR-ed in: `[0..w)` and `[n-w..n)` (w = 2, 4 or 8 by length, the two overlap for
+/// short names) plus `[8..16)` for names longer than 16 bytes, so every byte is covered. For
+/// tokens this folding is exact against the canonical names (letters and `-`): `c | 0x20` is
+/// a lowercase letter only for that letter in either case, and is `-` only for `-` (the other
+/// byte that folds to `-`, CR, is not a token character).
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct NameKey(usize, u64, u64, u64);
+
+impl NameKey {
+    const NONE: NameKey = NameKey(0, 0, 0, 0);
+
+    /// Word of `w` bytes of `s` at `at`, folded (compile time, canonical names only).
+    const fn word_const(s: &[u8], at: usize, w: usize) -> u64 {
+        let mut v = 0u64;
+        let mut i = 0;
+        while i < w {
+            v |= ((s[at + i] | 0x20) as u64) << (8 * i);
+            i += 1;
+        }
+        v
+    }
+
+    const fn of_canonical(s: &[u8]) -> NameKey {
+        let n = s.len();
+        let w = if n < 4 {
+            2
+        } else if n < 8 {
+            4
+        } else {
+            8
+        };
+        assert!(n >= 2 && n <= 24, "canonical header names are 2..=24 bytes");
+        let mid = if n > 16 { Self::word_const(s, 8, 8) } else { 0 };
+        NameKey(
+            n,
+            Self::word_const(s, 0, w),
+            Self::word_const(s, n - w, w),
+            mid,
+        )
+    }
+
+    /// The key of a token name (names of 1 or over 24 bytes get a key no name has).
+    #[inline]
+    fn of_token(s: &[u8]) -> NameKey {
+        let n = s.len();
+        match n {
+            2..=3 => NameKey(n, word::<2>(s, 0), word::<2>(s, n - 2), 0),
+            4..=7 => NameKey(n, word::<4>(s, 0), word::<4>(s, n - 4), 0),
+            8..=16 => NameKey(n, word::<8>(s, 0), word::<8>(s, n - 8), 0),
+            17..=24 => NameKey(n, word::<8>(s, 0), word::<8>(s, n - 8), word::<8>(s, 8)),
+            _ => Self::NONE,
+        }
+    }
+}
+
+/// `W` bytes of `s` at `at` as a little-endian word with 0x20 OR-ed into every byte (0 when
+/// out of range, which `NameKey::of_token` never asks for).
+#[inline(always)]
+fn word<const W: usize>(s: &[u8], at: usize) -> u64 {
+    let mut w = [0u8; 8];
+    match (w.get_mut(..W), s.get(at..at + W)) {
+        (Some(dst), Some(src)) => {
+            dst.copy_from_slice(src);
+            // 0x20 in the low W bytes only.
+            let fold = 0x2020_2020_2020_2020u64 >> (8 * (8 - W));
+            u64::from_le_bytes(w) | fold
+        }
+        _ => 0,
+    }
 }
 
 header_names! {
@@ -294,20 +374,19 @@ pub fn parse_via(v: &[u8]) -> Result<Via<'_>, HeaderError> {
     }
     let host_start = i;
     let host_end = if v.get(i) == Some(&b'[') {
-        i + memchr::memchr(b']', v.get(i..).unwrap_or(&[])).ok_or_else(e)? + 1
+        let end = i + memchr::memchr(b']', v.get(i..).unwrap_or(&[])).ok_or_else(e)? + 1;
+        super::uri::parse_host(v.get(host_start..end).unwrap_or(&[])).map_err(|_| e())?;
+        end
     } else {
-        let mut j = i;
-        while let Some(&c) = v.get(j) {
-            if c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_') {
-                j += 1;
-            } else {
-                break;
-            }
+        // a hostname or IPv4 address, checked as `parse_host` does, in the same pass
+        let (end, digits_dots) = super::uri::hostname_end(v, i);
+        let name = v.get(host_start..end).unwrap_or(&[]);
+        if name.is_empty() || (digits_dots && super::uri::parse_ipv4(name).is_none()) {
+            return Err(e());
         }
-        j
+        end
     };
     let host = v.get(host_start..host_end).ok_or_else(e)?;
-    super::uri::parse_host(host).map_err(|_| e())?;
     i = skip_lws(v, host_end);
     let mut port = None;
     if v.get(i) == Some(&b':') {
@@ -344,43 +423,97 @@ pub fn parse_via(v: &[u8]) -> Result<Via<'_>, HeaderError> {
     if params.first() != Some(&b';') {
         return Err(e());
     }
-    check_generic_params(params).map_err(|_| e())?;
-    for (name, value) in Params::new(params) {
-        if name.eq_ignore_ascii_case(b"branch") {
-            via.branch = Some(value.filter(|b| !b.is_empty()).ok_or_else(e)?);
-        } else if name.eq_ignore_ascii_case(b"received") {
-            let r = value.ok_or_else(e)?;
-            let inner = match r {
-                [b'[', inner @ .., b']'] => inner,
-                _ => r,
-            };
-            let ok = is_v6_text(inner)
-                || matches!(super::uri::parse_host(inner), Ok(super::uri::Host::V4(_)));
-            if !ok {
-                return Err(e());
-            }
-            via.received = Some(r);
-        } else if name.eq_ignore_ascii_case(b"rport") {
-            via.rport = Some(match value {
-                None => None,
-                Some(p) => Some(
-                    parse_u64(p, u64::from(u16::MAX))
-                        .and_then(|p| u16::try_from(p).ok())
-                        .ok_or_else(e)?,
-                ),
-            });
-        } else if name.eq_ignore_ascii_case(b"maddr") {
-            via.maddr = Some(value.ok_or_else(e)?);
-        } else if name.eq_ignore_ascii_case(b"ttl") {
-            let t = value.ok_or_else(e)?;
-            via.ttl = Some(
-                parse_u64(t, 255)
-                    .and_then(|t| u8::try_from(t).ok())
-                    .ok_or_else(e)?,
-            );
+    // One pass: the generic-param grammar (as `check_generic_params`) and the known
+    // parameters. A bracketed value (`maddr=[v6]`) is rare and is where the two-pass reading
+    // differs (`Params` splits at a ';' inside brackets): it takes the two-pass path.
+    let mut k = 0;
+    loop {
+        k = skip_lws(params, k);
+        if k >= params.len() {
+            return Ok(via);
         }
+        if params.get(k) != Some(&b';') {
+            return Err(e());
+        }
+        k = skip_lws(params, k + 1);
+        let name_end = token_end(params, k);
+        if name_end == k {
+            return Err(e());
+        }
+        let name = params.get(k..name_end).unwrap_or(&[]);
+        k = skip_lws(params, name_end);
+        let mut value = None;
+        if params.get(k) == Some(&b'=') {
+            k = skip_lws(params, k + 1);
+            let start = k;
+            match params.get(k) {
+                Some(b'"') => k = quoted_end(params, k).ok_or_else(e)?,
+                Some(b'[') => return via_params_two_pass(via, params),
+                _ => {
+                    while params.get(k).is_some_and(|&c| is_token(c) || c == b':') {
+                        k += 1;
+                    }
+                    if k == start {
+                        return Err(e());
+                    }
+                }
+            }
+            value = Some(params.get(start..k).unwrap_or(&[]));
+        }
+        via_param(&mut via, name, value)?;
+    }
+}
+
+/// The Via parameters read in two passes: grammar check, then `;`-split.
+fn via_params_two_pass<'a>(mut via: Via<'a>, params: &'a [u8]) -> Result<Via<'a>, HeaderError> {
+    check_generic_params(params).map_err(|_| bad(HeaderName::Via))?;
+    for (name, value) in Params::new(params) {
+        via_param(&mut via, name, value)?;
     }
     Ok(via)
+}
+
+/// Records one Via parameter if it is one the proxy reads (RFC 3261 §20.42, RFC 3581).
+fn via_param<'a>(
+    via: &mut Via<'a>,
+    name: &[u8],
+    value: Option<&'a [u8]>,
+) -> Result<(), HeaderError> {
+    let e = || bad(HeaderName::Via);
+    if name.eq_ignore_ascii_case(b"branch") {
+        via.branch = Some(value.filter(|b| !b.is_empty()).ok_or_else(e)?);
+    } else if name.eq_ignore_ascii_case(b"received") {
+        let r = value.ok_or_else(e)?;
+        let inner = match r {
+            [b'[', inner @ .., b']'] => inner,
+            _ => r,
+        };
+        let ok = is_v6_text(inner)
+            || matches!(super::uri::parse_host(inner), Ok(super::uri::Host::V4(_)));
+        if !ok {
+            return Err(e());
+        }
+        via.received = Some(r);
+    } else if name.eq_ignore_ascii_case(b"rport") {
+        via.rport = Some(match value {
+            None => None,
+            Some(p) => Some(
+                parse_u64(p, u64::from(u16::MAX))
+                    .and_then(|p| u16::try_from(p).ok())
+                    .ok_or_else(e)?,
+            ),
+        });
+    } else if name.eq_ignore_ascii_case(b"maddr") {
+        via.maddr = Some(value.ok_or_else(e)?);
+    } else if name.eq_ignore_ascii_case(b"ttl") {
+        let t = value.ok_or_else(e)?;
+        via.ttl = Some(
+            parse_u64(t, 255)
+                .and_then(|t| u8::try_from(t).ok())
+                .ok_or_else(e)?,
+        );
+    }
+    Ok(())
 }
 
 /// Validates a `*( SEMI generic-param )` list: every element has a non-empty token name and,
@@ -755,6 +888,93 @@ mod tests {
             assert_eq!(HeaderName::parse(c.as_bytes()), n, "{c}");
         }
         assert_eq!(HeaderName::parse(b"MaX-fOrWaRdS"), HeaderName::MaxForwards);
+    }
+
+    /// The classifier before it was made fast: a plain case-insensitive comparison.
+    fn classify_slowly(name: &[u8]) -> HeaderName {
+        if !name.iter().all(|&c| is_token(c)) {
+            return HeaderName::Other;
+        }
+        for &(h, canon, compact) in HeaderName::TABLE {
+            if name.eq_ignore_ascii_case(canon.as_bytes())
+                || (name.len() == 1 && compact.is_some_and(|c| name[0].eq_ignore_ascii_case(&c)))
+            {
+                return h;
+            }
+        }
+        HeaderName::Other
+    }
+
+    #[test]
+    fn every_name_classifies_in_any_case() {
+        assert_eq!(HeaderName::TABLE.len(), HeaderName::KNOWN);
+        for &(h, canon, compact) in HeaderName::TABLE {
+            assert_eq!(HeaderName::parse(canon.as_bytes()), h, "{canon}");
+            assert_eq!(
+                HeaderName::parse(canon.to_uppercase().as_bytes()),
+                h,
+                "{canon}"
+            );
+            assert_eq!(
+                HeaderName::parse(canon.to_lowercase().as_bytes()),
+                h,
+                "{canon}"
+            );
+            if let Some(c) = compact {
+                assert_eq!(HeaderName::parse(&[c]), h);
+                assert_eq!(HeaderName::parse(&[c.to_ascii_uppercase()]), h);
+            }
+            // One byte changed anywhere (including '-' to CR, which folds to '-') is another name.
+            let b = canon.as_bytes();
+            for i in 0..b.len() {
+                for sub in [b'\r', b'_', b'x', b'0', b'.', b'-', b'~', b' '] {
+                    let mut m = b.to_vec();
+                    m[i] = sub;
+                    assert_eq!(HeaderName::parse(&m), classify_slowly(&m), "{m:?}");
+                }
+                assert_eq!(HeaderName::parse(&b[..i]), classify_slowly(&b[..i]));
+                assert_eq!(HeaderName::parse(&b[i..]), classify_slowly(&b[i..]));
+            }
+        }
+        assert_eq!(HeaderName::parse(b""), HeaderName::Other);
+        assert_eq!(HeaderName::parse(b"Max\rForwards"), HeaderName::Other);
+        assert_eq!(
+            HeaderName::parse(b"X-Proxy-Authorization-Extra"),
+            HeaderName::Other
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn fast_classifier_matches_plain_comparison(
+            name in "[-a-zA-Z_.!%*+`'~0-9\r :]{0,26}",
+        ) {
+            proptest::prop_assert_eq!(
+                HeaderName::parse(name.as_bytes()),
+                classify_slowly(name.as_bytes())
+            );
+        }
+
+        #[test]
+        fn fast_classifier_matches_on_near_names(
+            idx in 0..HeaderName::KNOWN,
+            upper in proptest::collection::vec(proptest::bool::ANY, 24),
+            at in 0usize..24,
+            sub in proptest::num::u8::ANY,
+            mutate in proptest::bool::ANY,
+        ) {
+            let mut name = HeaderName::TABLE[idx].1.as_bytes().to_vec();
+            for (c, up) in name.iter_mut().zip(&upper) {
+                if *up {
+                    c.make_ascii_uppercase();
+                }
+            }
+            if mutate {
+                let at = at % name.len();
+                name[at] = sub;
+            }
+            proptest::prop_assert_eq!(HeaderName::parse(&name), classify_slowly(&name));
+        }
     }
 
     #[test]

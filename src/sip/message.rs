@@ -4,7 +4,8 @@
 //!
 //! Invariants: every span points inside `buf` (messages are at most 65 535 bytes, the
 //! largest UDP datagram, so spans are `u16`); the header index holds at most
-//! [`MAX_HEADERS`] lines in wire order; nothing on the parse path allocates. Framing follows
+//! [`MAX_HEADERS`] lines in wire order, and `first` names the index of each known header's
+//! first line; nothing on the parse path allocates. Framing follows
 //! RFC 3261 §18.3: on a stream Content-Length is mandatory; on a datagram its absence means
 //! "the rest of the datagram" and octets past the declared length are ignored.
 
@@ -17,13 +18,15 @@ use super::header::{
     self, CSeq, Contact, Credentials, HeaderError, HeaderErrorKind, HeaderName, Method, NameAddr,
     Via,
 };
-use super::scan::{self, span_of, trim_lws, CommaSplit, Span};
+use super::scan::{self, span_of, CommaSplit, Span};
 use super::uri::{parse_uri, Uri, UriError};
 
 /// The largest message the parser accepts (spans are `u16`).
 pub const MAX_MESSAGE_LEN: usize = u16::MAX as usize;
 /// The largest number of header lines a message may have.
 pub const MAX_HEADERS: usize = 64;
+/// `Message::first` value for a name with no line.
+const NO_ENTRY: u8 = u8::MAX;
 
 /// Parser limits, configurable per listener.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -216,7 +219,7 @@ pub enum StartLine {
     },
 }
 
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub(crate) struct Entry {
     pub(crate) name: HeaderName,
     pub(crate) name_span: Span,
@@ -224,6 +227,19 @@ pub(crate) struct Entry {
     /// The whole line: name to the CRLF that ends it (continuation lines included).
     pub(crate) line: Span,
 }
+
+impl Entry {
+    /// A slot past `n_entries`, never read. All-zero bytes (`Via` is discriminant 0), so the
+    /// array of them initialises as one memset rather than a store per field.
+    const UNUSED: Entry = Entry {
+        name: HeaderName::Via,
+        name_span: Span { start: 0, end: 0 },
+        value: Span { start: 0, end: 0 },
+        line: Span { start: 0, end: 0 },
+    };
+}
+
+const _: () = assert!(HeaderName::Via as u8 == 0);
 
 #[derive(Clone, Copy, Debug)]
 struct ViaSpans {
@@ -282,6 +298,9 @@ pub struct Message {
     version: (u16, u16),
     pub(crate) entries: [Entry; MAX_HEADERS],
     pub(crate) n_entries: u8,
+    /// Index in `entries` of the first line of each header name (`NO_ENTRY` if none),
+    /// indexed by `HeaderName as usize` (`Other` included).
+    first: [u8; HeaderName::KNOWN + 1],
     /// Offset of the empty line that ends the header section.
     pub(crate) headers_end: u16,
     pub(crate) body: Span,
@@ -295,6 +314,9 @@ fn start_fault(f: StartLineFault) -> ParseError {
 }
 
 fn parse_version(v: &[u8]) -> Option<(u16, u16)> {
+    if v == b"SIP/2.0" {
+        return Some((2, 0));
+    }
     let rest = v.get(..4).filter(|p| p.eq_ignore_ascii_case(b"SIP/"))?;
     let _ = rest;
     let nums = v.get(4..)?;
@@ -407,62 +429,80 @@ impl Message {
         }
         let (start, version) = parse_start_line(b.get(..lf - 1).unwrap_or(&[]), 0)?;
 
-        let mut entries = [Entry::default(); MAX_HEADERS];
+        let mut entries = [Entry::UNUSED; MAX_HEADERS];
+        let mut first = [NO_ENTRY; HeaderName::KNOWN + 1];
         let mut n = 0usize;
         let mut content_length: Option<u32> = None;
         let mut pos = lf + 1;
         let body_start;
+        // `b` is at most MAX_MESSAGE_LEN (u16::MAX) bytes, so every offset below fits a u16.
+        debug_assert!(b.len() <= MAX_MESSAGE_LEN);
+        let span = |start: usize, end: usize| Span {
+            start: start as u16,
+            end: end as u16,
+        };
         loop {
-            match (b.get(pos), b.get(pos + 1)) {
-                (Some(b'\r'), Some(b'\n')) => {
+            let line = b.get(pos..).unwrap_or(&[]);
+            match line {
+                [b'\r', b'\n', ..] => {
                     body_start = pos + 2;
                     break;
                 }
-                (None, _) | (Some(b'\r'), None) => {
-                    return Err(more(ParseError::UnterminatedHeaders));
-                }
-                (Some(b' ' | b'\t'), _) => return Err(ParseError::BadHeaderLine { offset: pos }),
+                [] | [b'\r'] => return Err(more(ParseError::UnterminatedHeaders)),
+                [b' ' | b'\t', ..] => return Err(ParseError::BadHeaderLine { offset: pos }),
                 _ => {}
             }
-            let line_start = pos;
-            let mut lf = line_start
-                + memchr::memchr(b'\n', b.get(pos..).unwrap_or(&[]))
+            // Offsets below are relative to the line. Name: a token, optional SP/HT, then the
+            // colon. Checked here, reported after the line's framing (so a line that is both
+            // unframed and nameless reports the framing error first).
+            let name_len = scan::token_end(line, 0);
+            let mut colon = name_len;
+            while matches!(line.get(colon), Some(b' ' | b'\t')) {
+                colon += 1;
+            }
+            let name_ok = name_len > 0 && line.get(colon) == Some(&b':');
+            // Neither the name nor the blanks after it hold an LF: search from `colon`.
+            let mut lf = colon
+                + memchr::memchr(b'\n', line.get(colon..).unwrap_or(&[]))
                     .ok_or_else(|| more(ParseError::UnterminatedHeaders))?;
             // folded continuation lines
-            while matches!(b.get(lf + 1), Some(b' ' | b'\t')) {
-                if b.get(lf - 1) != Some(&b'\r') {
-                    return Err(ParseError::BadLineEnd { offset: line_start });
+            while matches!(line.get(lf + 1), Some(b' ' | b'\t')) {
+                if line.get(lf.wrapping_sub(1)) != Some(&b'\r') {
+                    return Err(ParseError::BadLineEnd { offset: pos });
                 }
                 lf = lf
                     + 1
-                    + memchr::memchr(b'\n', b.get(lf + 1..).unwrap_or(&[]))
+                    + memchr::memchr(b'\n', line.get(lf + 1..).unwrap_or(&[]))
                         .ok_or_else(|| more(ParseError::UnterminatedHeaders))?;
             }
-            if b.get(lf.wrapping_sub(1)) != Some(&b'\r') {
-                return Err(ParseError::BadLineEnd { offset: line_start });
-            }
-            let line_end = lf + 1;
-            if line_end - line_start > limits.max_header_len {
+            // `content` is the line without its CRLF.
+            let content = match line.get(..lf) {
+                Some([content @ .., b'\r']) => content,
+                _ => return Err(ParseError::BadLineEnd { offset: pos }),
+            };
+            if lf + 1 > limits.max_header_len {
                 return Err(ParseError::HeaderTooLong {
-                    offset: line_start,
+                    offset: pos,
                     limit: limits.max_header_len,
                 });
             }
-            let content = b.get(line_start..lf - 1).unwrap_or(&[]);
-            let colon = memchr::memchr(b':', content)
-                .ok_or(ParseError::BadHeaderLine { offset: line_start })?;
-            let raw_name = content.get(..colon).unwrap_or(&[]);
-            let name_len = raw_name
-                .iter()
-                .rposition(|&c| c != b' ' && c != b'\t')
-                .map_or(0, |p| p + 1);
-            let name_txt = raw_name.get(..name_len).unwrap_or(&[]);
-            if name_txt.is_empty() || !name_txt.iter().all(|&c| scan::is_token(c)) {
-                return Err(ParseError::BadHeaderLine { offset: line_start });
+            if !name_ok {
+                return Err(ParseError::BadHeaderLine { offset: pos });
             }
-            let value = trim_lws(content.get(colon + 1..).unwrap_or(&[]));
-            let name = HeaderName::parse(name_txt);
+            // Value: LWS-trimmed, between the colon and the CR that ends the line.
+            let mut value_start = colon + 1;
+            while content.get(value_start).is_some_and(|&c| scan::is_lws(c)) {
+                value_start += 1;
+            }
+            let mut value_end = content.len().max(value_start);
+            while value_end > value_start
+                && content.get(value_end - 1).is_some_and(|&c| scan::is_lws(c))
+            {
+                value_end -= 1;
+            }
+            let name = HeaderName::from_token(content.get(..name_len).unwrap_or(&[]));
             if name == HeaderName::ContentLength {
+                let value = content.get(value_start..value_end).unwrap_or(&[]);
                 if content_length.is_some() {
                     return Err(ParseError::RepeatedContentLength);
                 }
@@ -477,19 +517,21 @@ impl Message {
                     .ok_or(ParseError::TooLarge { limit })?;
                 content_length = Some(cl);
             }
-            if n >= max_headers {
+            let Some(entry) = entries.get_mut(n).filter(|_| n < max_headers) else {
                 return Err(ParseError::TooManyHeaders { limit: max_headers });
+            };
+            if let Some(f) = first.get_mut(name as usize).filter(|f| **f == NO_ENTRY) {
+                // n < MAX_HEADERS = 64
+                *f = n as u8;
             }
-            let bad_line = ParseError::BadHeaderLine { offset: line_start };
-            let entry = entries.get_mut(n).ok_or(bad_line)?;
             *entry = Entry {
                 name,
-                name_span: Span::new(line_start, line_start + name_txt.len()).ok_or(bad_line)?,
-                value: span_of(b, value).ok_or(bad_line)?,
-                line: Span::new(line_start, line_end).ok_or(bad_line)?,
+                name_span: span(pos, pos + name_len),
+                value: span(pos + value_start, pos + value_end),
+                line: span(pos, pos + lf + 1),
             };
             n += 1;
-            pos = line_end;
+            pos += lf + 1;
         }
 
         let available = input.len() - body_start.min(input.len());
@@ -519,14 +561,14 @@ impl Message {
             Span::new(body_start, body_start + body_len).ok_or(ParseError::TooLarge { limit })?;
         let headers_end =
             u16::try_from(body_start - 2).map_err(|_| ParseError::TooLarge { limit })?;
-        let own = buf.slice(skip..skip + wire_len);
         Ok(Message {
-            buf: own,
+            buf: buf.slice(skip..skip + wire_len),
             consumed: skip + wire_len,
             start,
             version,
             entries,
             n_entries: u8::try_from(n).unwrap_or(u8::MAX),
+            first,
             headers_end,
             body,
             content_length,
@@ -626,9 +668,20 @@ impl Message {
         })
     }
 
+    /// The entries from the first line of header `name` on (empty if it has none).
+    fn entries_from_first(&self, name: HeaderName) -> &[Entry] {
+        let at = self.first.get(name as usize).copied().unwrap_or(NO_ENTRY);
+        self.entries().get(usize::from(at)..).unwrap_or(&[])
+    }
+
+    /// The first line of header `name`.
+    pub(crate) fn first_entry(&self, name: HeaderName) -> Option<&Entry> {
+        self.entries_from_first(name).first()
+    }
+
     /// Values (whole lines' values, not comma-split) of every header called `name`.
     pub fn header_lines(&self, name: HeaderName) -> impl Iterator<Item = &[u8]> + '_ {
-        self.entries()
+        self.entries_from_first(name)
             .iter()
             .filter(move |e| e.name == name)
             .map(move |e| e.value.get(&self.buf))
@@ -636,7 +689,7 @@ impl Message {
 
     /// The first line's value of header `name`.
     pub fn header(&self, name: HeaderName) -> Option<&[u8]> {
-        self.header_lines(name).next()
+        self.first_entry(name).map(|e| e.value.get(&self.buf))
     }
 
     /// Values of every header whose name, as text, is `name` (case-insensitive, compact
@@ -664,7 +717,10 @@ impl Message {
 
     /// Number of header lines called `name`.
     pub fn count(&self, name: HeaderName) -> usize {
-        self.entries().iter().filter(|e| e.name == name).count()
+        self.entries_from_first(name)
+            .iter()
+            .filter(|e| e.name == name)
+            .count()
     }
 
     /// The body (exactly Content-Length bytes, or the rest of the datagram).
@@ -703,8 +759,8 @@ impl Message {
     }
 
     fn first_value(&self, name: HeaderName) -> Result<&[u8], HeaderError> {
-        self.header_values(name)
-            .next()
+        self.header_lines(name)
+            .find_map(|v| CommaSplit::new(v).next())
             .ok_or(HeaderError::new(name, HeaderErrorKind::Missing))
     }
 

@@ -165,6 +165,16 @@ pub fn all_digits(s: &[u8]) -> bool {
     !s.is_empty() && s.iter().all(u8::is_ascii_digit)
 }
 
+/// The bytes [`CommaSplit`] acts on: `"`, `<`, `>`, `,`.
+static SPLIT_SPECIAL: [bool; 256] = {
+    let mut t = [false; 256];
+    t[b'"' as usize] = true;
+    t[b'<' as usize] = true;
+    t[b'>' as usize] = true;
+    t[b',' as usize] = true;
+    t
+};
+
 /// Iterator over the comma-separated elements of a header value (RFC 3261 §7.3.1), each
 /// trimmed of LWS. Commas inside quoted strings and inside `<...>` do not split. Empty
 /// elements are skipped.
@@ -203,6 +213,10 @@ impl<'a> Iterator for CommaSplit<'a> {
             let mut i = start;
             let mut in_angle = false;
             while let Some(&c) = self.s.get(i) {
+                if !SPLIT_SPECIAL[usize::from(c)] {
+                    i += 1;
+                    continue;
+                }
                 match c {
                     b'"' => {
                         i = quoted_end(self.s, i).unwrap_or(self.s.len());

@@ -82,19 +82,66 @@ pub fn parse_host(s: &[u8]) -> Result<Host<'_>, UriError> {
             }
         }
         _ => {
-            if !s
-                .iter()
-                .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_'))
-            {
+            // One pass: every byte a hostname character, and whether all are digits or dots.
+            let mut all = HOST | DIGIT_DOT;
+            for &c in s {
+                all &= class(c);
+            }
+            if all & HOST == 0 {
                 return Err(UriError::BadHost);
             }
-            if s.iter().all(|&c| c.is_ascii_digit() || c == b'.') {
-                let text = std::str::from_utf8(s).map_err(|_| UriError::BadHost)?;
-                return text.parse().map(Host::V4).map_err(|_| UriError::BadHost);
+            if all & DIGIT_DOT != 0 {
+                return parse_ipv4(s).map(Host::V4).ok_or(UriError::BadHost);
             }
             Ok(Host::Name(s))
         }
     }
+}
+
+/// End of the hostname characters (alphanumerics, `-`, `.`, `_`) of `s` starting at `i`, and
+/// whether they are all digits and dots (an IPv4 address, or nothing valid).
+pub(crate) fn hostname_end(s: &[u8], i: usize) -> (usize, bool) {
+    let mut end = i;
+    let mut all = DIGIT_DOT;
+    while let Some(&c) = s.get(end) {
+        let k = class(c);
+        if k & HOST == 0 {
+            break;
+        }
+        all &= k;
+        end += 1;
+    }
+    (end, all != 0)
+}
+
+/// A dotted-quad IPv4 address as `std` parses one (`Ipv4Addr::from_str`): four decimal
+/// octets of one to three digits, at most 255, no leading zero.
+pub(crate) fn parse_ipv4(s: &[u8]) -> Option<Ipv4Addr> {
+    let mut octets = [0u8; 4];
+    let mut i = 0;
+    for (k, slot) in octets.iter_mut().enumerate() {
+        if k > 0 {
+            if s.get(i) != Some(&b'.') {
+                return None;
+            }
+            i += 1;
+        }
+        let start = i;
+        let mut v: u16 = 0;
+        while let Some(&c) = s.get(i) {
+            if !c.is_ascii_digit() || i - start == 3 {
+                break;
+            }
+            v = v * 10 + u16::from(c - b'0');
+            i += 1;
+        }
+        let len = i - start;
+        if len == 0 || (len > 1 && s.get(start) == Some(&b'0')) {
+            return None;
+        }
+        *slot = u8::try_from(v).ok()?;
+    }
+    (i == s.len()).then_some(Ipv4Addr::from(octets))
 }
 
 /// Lenient IPv6 reference text check: hex digits, `:` and `.` only, at least two colons.
@@ -188,58 +235,139 @@ impl<'a> Uri<'a> {
     }
 }
 
-fn is_unreserved(c: u8) -> bool {
-    c.is_ascii_alphanumeric()
-        || matches!(
-            c,
-            b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')'
-        )
+// Byte classes of RFC 3261 §25.1, one bit per set, looked up in one table.
+/// `unreserved` and the user part's extra characters `&=+$,;?/`.
+const USER: u8 = 1;
+/// `unreserved` and the password's extra characters `&=+$,`.
+const PASSWORD: u8 = 2;
+/// `unreserved` and the URI parameter's extra characters `[]/:&+$` (and `=`).
+const PARAM: u8 = 4;
+/// `unreserved` and the URI header's extra characters `[]/?:+$` (and `=`, `&`).
+const HEADER: u8 = 8;
+/// Hostname characters: alphanumerics, `-`, `.`, `_`.
+const HOST: u8 = 16;
+/// Scheme characters after the first: alphanumerics, `+`, `-`, `.`.
+const SCHEME: u8 = 32;
+/// Digits and `.` (a host made only of these is read as IPv4).
+const DIGIT_DOT: u8 = 64;
+/// Never allowed in a URI as SIP carries it: controls, space, DEL, non-ASCII, `<>"`.
+const FORBIDDEN: u8 = 128;
+
+const fn uri_classes() -> [u8; 256] {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let c = i as u8;
+        let alnum = c.is_ascii_alphanumeric();
+        let unreserved = alnum
+            || matches!(
+                c,
+                b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')'
+            );
+        let mut v = 0;
+        if unreserved || matches!(c, b'&' | b'=' | b'+' | b'$' | b',' | b';' | b'?' | b'/') {
+            v |= USER;
+        }
+        if unreserved || matches!(c, b'&' | b'=' | b'+' | b'$' | b',') {
+            v |= PASSWORD;
+        }
+        if unreserved || matches!(c, b'[' | b']' | b'/' | b':' | b'&' | b'+' | b'$' | b'=') {
+            v |= PARAM;
+        }
+        if unreserved
+            || matches!(
+                c,
+                b'[' | b']' | b'/' | b'?' | b':' | b'+' | b'$' | b'=' | b'&'
+            )
+        {
+            v |= HEADER;
+        }
+        if alnum || matches!(c, b'-' | b'.' | b'_') {
+            v |= HOST;
+        }
+        if alnum || matches!(c, b'+' | b'-' | b'.') {
+            v |= SCHEME;
+        }
+        if c.is_ascii_digit() || c == b'.' {
+            v |= DIGIT_DOT;
+        }
+        if c <= b' ' || c >= 0x7f || matches!(c, b'<' | b'>' | b'"') {
+            v |= FORBIDDEN;
+        }
+        t[i] = v;
+        i += 1;
+    }
+    t
 }
 
-/// Checks every byte of `s` is allowed by `ok` or is a valid `%HH` escape.
-fn check_escaped(s: &[u8], ok: impl Fn(u8) -> bool) -> Result<(), UriError> {
+static URI_CLASS: [u8; 256] = uri_classes();
+
+#[inline(always)]
+fn class(c: u8) -> u8 {
+    URI_CLASS[usize::from(c)]
+}
+
+/// Checks every byte of `s` is in class `set` or is a valid `%HH` escape: `BadEscape` for a
+/// bad escape, `bad` for any other character.
+fn check_escaped(s: &[u8], set: u8, bad: UriError) -> Result<(), UriError> {
     let mut i = 0;
     while let Some(&c) = s.get(i) {
-        if c == b'%' {
+        if class(c) & set != 0 {
+            i += 1;
+        } else if c == b'%' {
             match (s.get(i + 1), s.get(i + 2)) {
                 (Some(a), Some(b)) if a.is_ascii_hexdigit() && b.is_ascii_hexdigit() => i += 3,
                 _ => return Err(UriError::BadEscape),
             }
-        } else if ok(c) {
-            i += 1;
         } else {
-            return Err(UriError::BadChar);
+            return Err(bad);
         }
     }
     Ok(())
 }
 
 /// Parses a URI (the whole input must be the URI, no surrounding whitespace).
+///
+/// A character outside every URI set (space, control, DEL, non-ASCII, `<>"`) anywhere after
+/// the scheme is `BadChar`, whatever else is wrong. For `sip`/`sips` that check is folded
+/// into the structured parse, whose character sets all exclude those bytes: it only runs
+/// when the structured parse fails, to tell `BadChar` from the structured error.
 pub fn parse_uri(s: &[u8]) -> Result<Uri<'_>, UriError> {
-    let colon = memchr::memchr(b':', s).ok_or(UriError::BadScheme)?;
-    let scheme = s.get(..colon).ok_or(UriError::BadScheme)?;
-    let rest = s.get(colon + 1..).ok_or(UriError::Empty)?;
-    let valid_scheme = matches!(scheme.first(), Some(c) if c.is_ascii_alphabetic())
-        && scheme
-            .iter()
-            .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.'));
-    if !valid_scheme {
+    let mut colon = 0;
+    while s.get(colon).is_some_and(|&c| class(c) & SCHEME != 0) {
+        colon += 1;
+    }
+    if s.get(colon) != Some(&b':') || !s.first().is_some_and(u8::is_ascii_alphabetic) {
         return Err(UriError::BadScheme);
     }
+    let scheme = s.get(..colon).ok_or(UriError::BadScheme)?;
+    let rest = s.get(colon + 1..).ok_or(UriError::Empty)?;
     if rest.is_empty() {
         return Err(UriError::Empty);
     }
-    if rest
-        .iter()
-        .any(|&c| c <= b' ' || c >= 0x7f || matches!(c, b'<' | b'>' | b'"'))
-    {
+    let has_forbidden = |r: &[u8]| r.iter().any(|&c| class(c) & FORBIDDEN != 0);
+    let secure = match scheme {
+        [s1, i, p] if s1 | 0x20 == b's' && i | 0x20 == b'i' && p | 0x20 == b'p' => Some(false),
+        [s1, i, p, s2]
+            if s1 | 0x20 == b's' && i | 0x20 == b'i' && p | 0x20 == b'p' && s2 | 0x20 == b's' =>
+        {
+            Some(true)
+        }
+        _ => None,
+    };
+    if let Some(secure) = secure {
+        return parse_sip(rest, secure).map(Uri::Sip).map_err(|e| {
+            if has_forbidden(rest) {
+                UriError::BadChar
+            } else {
+                e
+            }
+        });
+    }
+    if has_forbidden(rest) {
         return Err(UriError::BadChar);
     }
-    if scheme.eq_ignore_ascii_case(b"sip") {
-        parse_sip(rest, false).map(Uri::Sip)
-    } else if scheme.eq_ignore_ascii_case(b"sips") {
-        parse_sip(rest, true).map(Uri::Sip)
-    } else if scheme.eq_ignore_ascii_case(b"tel") {
+    if scheme.eq_ignore_ascii_case(b"tel") {
         let semi = memchr::memchr(b';', rest).unwrap_or(rest.len());
         let number = rest.get(..semi).unwrap_or(&[]);
         if number.is_empty() {
@@ -254,61 +382,105 @@ pub fn parse_uri(s: &[u8]) -> Result<Uri<'_>, UriError> {
     }
 }
 
+/// The part of a `sip`/`sips` URI after the scheme. Every byte it accepts is checked against
+/// a set that excludes the forbidden characters (see [`parse_uri`]).
+///
+/// userinfo ends at the first `@` (`@` cannot occur unescaped in a host, parameters or
+/// headers). Most URIs start with a hostname or a user made of hostname characters, so the
+/// first scan reads a hostname: stopping at `@` it was the user; stopping at `:`, `;`, `?`
+/// or the end with no `@` further on it was the host. Anything else takes the general path.
 fn parse_sip(s: &[u8], secure: bool) -> Result<SipUri<'_>, UriError> {
-    // userinfo ends at the first '@': '@' cannot occur unescaped in params or headers.
-    let (user, password, hostpart) = match memchr::memchr(b'@', s) {
-        Some(at) => {
-            let userinfo = s.get(..at).unwrap_or(&[]);
-            let hostpart = s.get(at + 1..).unwrap_or(&[]);
-            let (user, password) = match memchr::memchr(b':', userinfo) {
-                Some(c) => (
-                    userinfo.get(..c).unwrap_or(&[]),
-                    Some(userinfo.get(c + 1..).unwrap_or(&[])),
-                ),
-                None => (userinfo, None),
-            };
-            if user.is_empty() {
-                return Err(UriError::BadUser);
-            }
-            check_escaped(user, |c| {
-                is_unreserved(c)
-                    || matches!(c, b'&' | b'=' | b'+' | b'$' | b',' | b';' | b'?' | b'/')
-            })
-            .map_err(|e| {
-                if e == UriError::BadEscape {
-                    e
-                } else {
-                    UriError::BadUser
-                }
-            })?;
-            if let Some(p) = password {
-                check_escaped(p, |c| {
-                    is_unreserved(c) || matches!(c, b'&' | b'=' | b'+' | b'$' | b',')
-                })
-                .map_err(|e| {
-                    if e == UriError::BadEscape {
-                        e
-                    } else {
-                        UriError::BadUser
-                    }
-                })?;
-            }
-            (Some(user), password, hostpart)
+    let (end, digits_dots) = hostname_end(s, 0);
+    match s.get(end) {
+        Some(b'@') if end > 0 => {
+            // hostname characters are user characters, and none is an escape
+            let user = s.get(..end).unwrap_or(&[]);
+            let hostpart = s.get(end + 1..).unwrap_or(&[]);
+            parse_hostport(hostpart, secure, Some(user), None)
         }
-        None => (None, None, s),
+        None | Some(b':' | b';' | b'?') if !s.get(end..).unwrap_or(&[]).contains(&b'@') => {
+            if end == 0 {
+                return Err(UriError::BadHost);
+            }
+            let text = s.get(..end).unwrap_or(&[]);
+            let host = if digits_dots {
+                Host::V4(parse_ipv4(text).ok_or(UriError::BadHost)?)
+            } else {
+                Host::Name(text)
+            };
+            parse_port_params(s.get(end..).unwrap_or(&[]), secure, None, None, text, host)
+        }
+        _ => parse_sip_general(s, secure),
+    }
+}
+
+/// [`parse_sip`] for any input: userinfo up to the first `@`, then host, port, parameters
+/// and headers.
+#[cold]
+fn parse_sip_general(s: &[u8], secure: bool) -> Result<SipUri<'_>, UriError> {
+    let Some(at) = memchr::memchr(b'@', s) else {
+        return parse_hostport(s, secure, None, None);
     };
+    let userinfo = s.get(..at).unwrap_or(&[]);
+    let hostpart = s.get(at + 1..).unwrap_or(&[]);
+    let (user, password) = match memchr::memchr(b':', userinfo) {
+        Some(c) => (
+            userinfo.get(..c).unwrap_or(&[]),
+            Some(userinfo.get(c + 1..).unwrap_or(&[])),
+        ),
+        None => (userinfo, None),
+    };
+    if user.is_empty() {
+        return Err(UriError::BadUser);
+    }
+    check_escaped(user, USER, UriError::BadUser)?;
+    if let Some(p) = password {
+        check_escaped(p, PASSWORD, UriError::BadUser)?;
+    }
+    parse_hostport(hostpart, secure, Some(user), password)
+}
+
+/// Host (hostname, IPv4 or `[IPv6]`), then port, parameters and headers.
+fn parse_hostport<'a>(
+    hostpart: &'a [u8],
+    secure: bool,
+    user: Option<&'a [u8]>,
+    password: Option<&'a [u8]>,
+) -> Result<SipUri<'a>, UriError> {
     // hostport ends at ';' or '?' (an IPv6 reference is bracketed, so ':' inside is safe).
-    let host_end = if hostpart.first() == Some(&b'[') {
-        memchr::memchr(b']', hostpart).ok_or(UriError::BadHost)? + 1
+    let (host_text, host) = if hostpart.first() == Some(&b'[') {
+        let end = memchr::memchr(b']', hostpart).ok_or(UriError::BadHost)? + 1;
+        let text = hostpart.get(..end).ok_or(UriError::BadHost)?;
+        (text, parse_host(text)?)
     } else {
-        hostpart
-            .iter()
-            .position(|&c| matches!(c, b':' | b';' | b'?'))
-            .unwrap_or(hostpart.len())
+        // One pass over the hostname: it must end at ':', ';', '?' or the end.
+        let (end, digits_dots) = hostname_end(hostpart, 0);
+        if !matches!(hostpart.get(end), None | Some(b':' | b';' | b'?')) || end == 0 {
+            return Err(UriError::BadHost);
+        }
+        let text = hostpart.get(..end).ok_or(UriError::BadHost)?;
+        let host = if digits_dots {
+            Host::V4(parse_ipv4(text).ok_or(UriError::BadHost)?)
+        } else {
+            Host::Name(text)
+        };
+        (text, host)
     };
-    let host_text = hostpart.get(..host_end).ok_or(UriError::BadHost)?;
-    let host = parse_host(host_text)?;
-    let mut rest = hostpart.get(host_end..).unwrap_or(&[]);
+    let rest = hostpart.get(host_text.len()..).unwrap_or(&[]);
+    parse_port_params(rest, secure, user, password, host_text, host)
+}
+
+/// What follows the host: `[":" port]`, then `;`-parameters up to the first `?`, then
+/// headers. Text before the first `;` can only follow a bracketed host (`[::1]x`): accepted
+/// unchecked, except for the forbidden characters.
+fn parse_port_params<'a>(
+    mut rest: &'a [u8],
+    secure: bool,
+    user: Option<&'a [u8]>,
+    password: Option<&'a [u8]>,
+    host_text: &'a [u8],
+    host: Host<'a>,
+) -> Result<SipUri<'a>, UriError> {
     let mut port = None;
     if let Some(after) = rest.strip_prefix(b":") {
         let end = after
@@ -326,44 +498,58 @@ fn parse_sip(s: &[u8], secure: bool) -> Result<SipUri<'_>, UriError> {
         );
         rest = after.get(end..).unwrap_or(&[]);
     }
-    let q = memchr::memchr(b'?', rest);
-    let params = rest.get(..q.unwrap_or(rest.len())).unwrap_or(&[]);
-    let headers = q.map(|q| rest.get(q + 1..).unwrap_or(&[]));
-    if !params.is_empty() {
-        for p in params.split(|&c| c == b';').skip(1) {
-            let name = p.split(|&c| c == b'=').next().unwrap_or(&[]);
-            if name.is_empty() {
+    // One pass: segments of `rest` up to the first '?', each (after the first) a parameter.
+    let mut i = 0;
+    let mut first_segment = true;
+    let mut headers = None;
+    loop {
+        if first_segment {
+            // unchecked text up to ';' or '?'
+            while let Some(&c) = rest.get(i) {
+                if c == b';' || c == b'?' {
+                    break;
+                }
+                if class(c) & FORBIDDEN != 0 {
+                    return Err(UriError::BadChar);
+                }
+                i += 1;
+            }
+        } else {
+            if matches!(rest.get(i), None | Some(b'=' | b';' | b'?')) {
                 return Err(UriError::BadParam);
             }
-            check_escaped(p, |c| {
-                is_unreserved(c)
-                    || matches!(c, b'[' | b']' | b'/' | b':' | b'&' | b'+' | b'$' | b'=')
-            })
-            .map_err(|e| {
-                if e == UriError::BadEscape {
-                    e
+            // PARAM characters and %-escapes up to ';', '?' or the end
+            while let Some(&c) = rest.get(i) {
+                if class(c) & PARAM != 0 {
+                    i += 1;
+                } else if c == b'%' {
+                    match (rest.get(i + 1), rest.get(i + 2)) {
+                        (Some(a), Some(b)) if a.is_ascii_hexdigit() && b.is_ascii_hexdigit() => {
+                            i += 3
+                        }
+                        _ => return Err(UriError::BadEscape),
+                    }
+                } else if c == b';' || c == b'?' {
+                    break;
                 } else {
-                    UriError::BadParam
+                    return Err(UriError::BadParam);
                 }
-            })?;
+            }
+        }
+        first_segment = false;
+        match rest.get(i) {
+            Some(b';') => i += 1,
+            Some(_) => {
+                // '?': the headers
+                let h = rest.get(i + 1..).unwrap_or(&[]);
+                check_escaped(h, HEADER, UriError::BadHeader)?;
+                headers = Some(h);
+                break;
+            }
+            None => break,
         }
     }
-    if let Some(h) = headers {
-        check_escaped(h, |c| {
-            is_unreserved(c)
-                || matches!(
-                    c,
-                    b'[' | b']' | b'/' | b'?' | b':' | b'+' | b'$' | b'=' | b'&'
-                )
-        })
-        .map_err(|e| {
-            if e == UriError::BadEscape {
-                e
-            } else {
-                UriError::BadHeader
-            }
-        })?;
-    }
+    let params = rest.get(..i).unwrap_or(&[]);
     Ok(SipUri {
         secure,
         user,
@@ -454,6 +640,55 @@ mod tests {
             Some(&b"null-%00-null"[..])
         );
         assert_eq!(parse_uri(b"sip:a%4@x"), Err(UriError::BadEscape));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn ipv4_parse_matches_std(s in "[0-9.]{0,18}|([0-9]{1,4}\\.){3}[0-9]{1,4}") {
+            proptest::prop_assert_eq!(parse_ipv4(s.as_bytes()), s.parse::<Ipv4Addr>().ok());
+        }
+    }
+
+    #[test]
+    fn ipv4_edge_cases() {
+        for s in [
+            "0.0.0.0",
+            "255.255.255.255",
+            "256.1.1.1",
+            "01.2.3.4",
+            "1.2.3",
+            "1.2.3.4.",
+            "1..2.3",
+            "1.2.3.4.5",
+            "1.2.3.0004",
+            "",
+            ".",
+        ] {
+            assert_eq!(parse_ipv4(s.as_bytes()), s.parse::<Ipv4Addr>().ok(), "{s}");
+        }
+        assert_eq!(
+            parse_host(b"1.2.3.4"),
+            Ok(Host::V4(Ipv4Addr::new(1, 2, 3, 4)))
+        );
+        assert_eq!(parse_host(b"1.2.3.04"), Err(UriError::BadHost));
+        assert_eq!(parse_host(b"1.2.3.4a"), Ok(Host::Name(b"1.2.3.4a")));
+    }
+
+    #[test]
+    fn forbidden_characters_win_over_structure_errors() {
+        assert_eq!(parse_uri(b"sip:a b@x"), Err(UriError::BadChar));
+        assert_eq!(parse_uri(b"sip:@x y"), Err(UriError::BadChar));
+        assert_eq!(parse_uri(b"sip:[::1]x y"), Err(UriError::BadChar));
+        assert!(parse_uri(b"sip:[::1]junk").is_ok());
+        assert_eq!(parse_uri(b"sip:@x"), Err(UriError::BadUser));
+        assert_eq!(parse_uri(b"SIPS:x;=1"), Err(UriError::BadParam));
+        assert_eq!(parse_uri(b"sip:x:123456"), Err(UriError::BadPort));
+        assert_eq!(parse_uri(b"sip:x?a b"), Err(UriError::BadChar));
+        assert_eq!(parse_uri(b"sip:x?a|b"), Err(UriError::BadHeader));
+        assert_eq!(parse_uri(b"sip:x/y"), Err(UriError::BadHost));
+        assert_eq!(parse_uri(b"tel:a b"), Err(UriError::BadChar));
+        assert_eq!(parse_uri(b"1sip:x"), Err(UriError::BadScheme));
+        assert_eq!(parse_uri(b"sip:"), Err(UriError::Empty));
     }
 
     #[test]
