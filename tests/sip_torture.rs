@@ -188,11 +188,12 @@ fn fixture(dir: &str, name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
-/// RFC 5118's archive uses bare LF and leaves two header sections unterminated, and its
-/// three SDP-carrying messages declare a Content-Length that matches no form of their body.
+/// RFC 5118's archive uses bare LF and leaves two header sections unterminated. Of its
+/// three SDP-carrying messages, `ipv4-mapped-ipv6` declares the length of its LF body (236,
+/// 245 with CRLF); the other two declare a length that matches neither form of their body.
 /// This is the documented transformation to wire bytes (see SOURCE.md): LF -> CRLF, add the
-/// missing empty line, and set the Content-Length digits to the body's real length. The test
-/// checks nothing else changed.
+/// missing empty line, and set the Content-Length digits to the body's real (CRLF) length.
+/// The test checks nothing else changed.
 fn rfc5118_wire(raw: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(raw.len() + 64);
     for &c in raw {

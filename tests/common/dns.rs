@@ -4,6 +4,8 @@
 //!
 //! A name set with [`FakeDns::set_a`] gets its A records (and NODATA for other types); a
 //! name set with [`FakeDns::set_a_delayed`] gets them late; a name set with
+//! [`FakeDns::set_records`] gets whichever of its records (any type: SRV, NAPTR...) match
+//! the query type, NODATA if none do; a name set with
 //! [`FakeDns::set_silent`] is never answered; a name set with
 //! [`FakeDns::set_nxdomain`] is NXDOMAIN after a delay; any other name is NXDOMAIN.
 //! Negative answers carry an SOA whose minimum is [`NEGATIVE_TTL`] seconds.
@@ -28,9 +30,9 @@ pub const NEGATIVE_TTL: u32 = 1;
 
 #[derive(Clone)]
 enum Entry {
-    A {
-        ips: Vec<Ipv4Addr>,
-        ttl: u32,
+    /// Answers with those of `records` whose type is the query's (NODATA if none).
+    Records {
+        records: Vec<Record>,
         delay: Duration,
     },
     Silent,
@@ -48,7 +50,8 @@ pub struct FakeDns {
     thread: Option<thread::JoinHandle<()>>,
 }
 
-fn name(text: &str) -> Name {
+/// `text` as an absolute DNS name.
+pub fn name(text: &str) -> Name {
     Name::from_ascii(format!("{}.", text.trim_end_matches('.'))).expect("test name")
 }
 
@@ -112,18 +115,16 @@ impl FakeDns {
                             m.metadata.response_code = ResponseCode::NXDomain;
                             m.add_authority(soa(&qname));
                         }
-                        Some(Entry::A { ips, ttl, delay: d }) if qtype == RecordType::A => {
+                        Some(Entry::Records { records, delay: d }) => {
                             delay = d;
-                            for ip in ips {
-                                m.add_answer(Record::from_rdata(
-                                    name(&qname),
-                                    ttl,
-                                    RData::A(A::from(ip)),
-                                ));
+                            let mut any = false;
+                            for r in records.into_iter().filter(|r| r.record_type() == qtype) {
+                                any = true;
+                                m.add_answer(r);
                             }
-                        }
-                        Some(Entry::A { .. }) => {
-                            m.add_authority(soa(&qname));
+                            if !any {
+                                m.add_authority(soa(&qname));
+                            }
                         }
                         None => {
                             m.metadata.response_code = ResponseCode::NXDomain;
@@ -158,14 +159,20 @@ impl FakeDns {
 
     /// As [`FakeDns::set_a`], the A answers sent `delay` after each query.
     pub fn set_a_delayed(&self, host: &str, ips: &[Ipv4Addr], ttl: u32, delay: Duration) {
-        self.zone.lock().unwrap().insert(
-            host.to_ascii_lowercase(),
-            Entry::A {
-                ips: ips.to_vec(),
-                ttl,
-                delay,
-            },
-        );
+        let records = ips
+            .iter()
+            .map(|ip| Record::from_rdata(name(host), ttl, RData::A(A::from(*ip))))
+            .collect();
+        self.set_records(host, records, delay);
+    }
+
+    /// Answers queries for `host` with those of `records` whose type is asked for (their
+    /// owner names are the records' own), `delay` after each query; NODATA if none match.
+    pub fn set_records(&self, host: &str, records: Vec<Record>, delay: Duration) {
+        self.zone
+            .lock()
+            .unwrap()
+            .insert(host.to_ascii_lowercase(), Entry::Records { records, delay });
     }
 
     /// Never answers queries for `host` (a DNS time-out).
@@ -182,6 +189,11 @@ impl FakeDns {
             .lock()
             .unwrap()
             .insert(host.to_ascii_lowercase(), Entry::NxDomain { delay });
+    }
+
+    /// How many queries arrived, for any name and type.
+    pub fn queries_total(&self) -> usize {
+        self.queries.lock().unwrap().len()
     }
 
     /// How many queries of `qtype` for `host` arrived.
