@@ -952,8 +952,13 @@ fn run_seed(seed: u64, cov: &mut Coverage) {
         timer_c: Duration::from_secs(30 + rng.below(40)),
         ..TmConfig::default()
     };
-    let table = TxnTable::new(u16::try_from(seed % 8).unwrap_or(0), 64, seed ^ 0xfeed, cfg)
-        .unwrap_or_else(|e| panic!("config: {e}"));
+    let table = TxnTable::new(
+        u16::try_from(seed % 8).unwrap_or(0),
+        64,
+        u128::from(seed ^ 0xfeed),
+        cfg,
+    )
+    .unwrap_or_else(|e| panic!("config: {e}"));
     let calls = 1 + rng.below(8) as usize;
     let mut sim = Sim {
         seed,

@@ -43,7 +43,7 @@ pub struct Shared {
     /// Transaction table capacity per shard.
     pub max_transactions: u32,
     /// Key of the branch ids' check hash (one per process).
-    pub branch_secret: u64,
+    pub branch_secret: u128,
     /// Module state read at start (REST, TLS, DNS, exec parameters).
     pub modules: crate::modules::async_fns::ModuleShared,
 }
@@ -234,7 +234,7 @@ pub fn prepare(script: Script, opts: &Options) -> Result<Shared, StartError> {
         aliases,
         tm,
         max_transactions: 65536,
-        branch_secret: random_u64(),
+        branch_secret: (u128::from(random_u64()) << 64) | u128::from(random_u64()),
         modules,
     })
 }

@@ -8,7 +8,7 @@
 //!
 //! ```text
 //! z9hG4bK rs SSSS IIIIIIII GGGGGGGG BB CCCCCCCC     (no spaces, lower-case hex)
-//!         |  |    |        |        |  check: keyed hash of the rest (per-process secret)
+//!         |  |    |        |        |  check: SipHash-2-4 of the rest, 128-bit key (per process)
 //!         |  |    |        |        branch index in the transaction
 //!         |  |    |        slot generation (a "counter": bumped each time a slot is reused)
 //!         |  |    slot index in this shard's table
@@ -80,18 +80,22 @@ pub struct BranchParts {
     pub branch: BranchIdx,
 }
 
-fn mix(mut z: u64) -> u64 {
-    // splitmix64 finaliser: a fast, well-spread 64-bit mixer.
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
-fn check(secret: u64, p: &BranchParts) -> u32 {
+/// The check of a branch id: the low 32 bits of SipHash-2-4 over the other fields, keyed
+/// with the process's 128-bit branch secret. Every branch id we send shows a (fields,
+/// check) pair, so the check must be a PRF whose key cannot be recovered from such
+/// pairs; SipHash-2-4 is designed as one. (An earlier invertible 64-bit mixer let the
+/// secret be recovered with about 2^32 work from two branch ids, after which anyone
+/// could write branch ids that match our transactions.) Forging one check without the
+/// key succeeds with probability 2^-32 per guess.
+fn check(secret: u128, p: &BranchParts) -> u32 {
+    use std::hash::Hasher as _;
     let a = (u64::from(p.shard) << 48) | (u64::from(p.branch.0) << 40);
     let b = (u64::from(p.txn.index) << 32) | u64::from(p.txn.generation);
-    // Truncation intended: 32 bits of check.
-    (mix(mix(secret ^ a) ^ b) & 0xffff_ffff) as u32
+    // Truncations intended: the key's two halves, and 32 bits of check.
+    let mut h = siphasher::sip::SipHasher24::new_with_keys((secret >> 64) as u64, secret as u64);
+    h.write_u64(a);
+    h.write_u64(b);
+    (h.finish() & 0xffff_ffff) as u32
 }
 
 fn put_hex(dst: &mut [u8], mut v: u64) {
@@ -116,7 +120,7 @@ fn hex(s: &[u8]) -> Option<u64> {
 }
 
 /// Write the branch id for `branch` of `txn` in `shard`.
-pub fn encode_branch(secret: u64, parts: &BranchParts) -> BranchId {
+pub fn encode_branch(secret: u128, parts: &BranchParts) -> BranchId {
     let mut bytes = [0u8; BRANCH_ID_LEN];
     bytes[..7].copy_from_slice(MAGIC_COOKIE.as_bytes());
     bytes[7..9].copy_from_slice(MARKER.as_bytes());
@@ -147,7 +151,7 @@ pub fn shard_of_branch(branch: &str) -> Option<u16> {
 }
 
 /// Decode and verify one of our branch ids.
-pub fn decode_branch(secret: u64, branch: &str) -> Option<BranchParts> {
+pub fn decode_branch(secret: u128, branch: &str) -> Option<BranchParts> {
     let (shard, b) = split(branch)?;
     let parts = BranchParts {
         shard,
@@ -221,7 +225,7 @@ struct Slot<M> {
 /// One shard's transactions. See the module doc for matching and branch ids.
 pub struct TxnTable<M> {
     shard: u16,
-    secret: u64,
+    secret: u128,
     cfg: TmConfig,
     capacity: u32,
     slots: Vec<Slot<M>>,
@@ -318,7 +322,12 @@ impl IndexHasher {
 impl<M: Clone> TxnTable<M> {
     /// An empty table for `shard` holding at most `capacity` transactions. `secret` keys
     /// the branch-id check: pick it at random at process start.
-    pub fn new(shard: u16, capacity: u32, secret: u64, cfg: TmConfig) -> Result<Self, ConfigError> {
+    pub fn new(
+        shard: u16,
+        capacity: u32,
+        secret: u128,
+        cfg: TmConfig,
+    ) -> Result<Self, ConfigError> {
         cfg.validate()?;
         // Reserved up front: growing a full slab by doubling copies every live transaction
         // at once (tens of MB at 32 K transactions), a multi-millisecond stall of the shard
@@ -607,6 +616,11 @@ mod tests {
         assert_eq!(shard_of_branch(id.as_str()), Some(0x1f));
         assert_eq!(decode_branch(42, id.as_str()), Some(p));
         assert_eq!(decode_branch(43, id.as_str()), None, "other secret");
+        assert_eq!(
+            decode_branch(42 | (1 << 64), id.as_str()),
+            None,
+            "the key's high half counts too"
+        );
         let mut bad = id.as_str().to_owned();
         bad.replace_range(20..21, if &bad[20..21] == "0" { "1" } else { "0" });
         assert_eq!(decode_branch(42, &bad), None, "tampered");
