@@ -409,6 +409,36 @@ route [done] {{
     assert_in_flight_zero(&proxy);
 }
 
+/// OpenSIPS's own example reads `rest_get`'s `$var` outputs in the resume route: they are
+/// set after the request route's `$var`s are cleared, not cleared with them.
+#[test]
+fn var_outputs_reach_the_resume_route_and_other_vars_do_not() {
+    let ok = http_server("sip:next@example.net", Duration::ZERO);
+    let script = format!(
+        r#"{MODULES}
+route {{
+    $var(before) = "set in the request route";
+    async(rest_get("http://127.0.0.1:{ok}/route", $var(body), $var(ct), $var(code)), done);
+}}
+route [done] {{
+    if ($var(before) == NULL) {{
+        t_reply(200, "rc $rc code $var(code) ct $var(ct) body $var(body)");
+    }} else {{
+        t_reply(500, "request-route var survived: $var(before)");
+    }}
+}}
+"#
+    );
+    let proxy = Proxy::start(&script, 1, &[]);
+    let uac = Ua::new();
+    let r = call(&uac, &proxy, "alice");
+    assert_eq!(
+        r.start,
+        "SIP/2.0 200 rc 1 code 200 ct application/json body sip:next@example.net"
+    );
+    assert_in_flight_zero(&proxy);
+}
+
 #[test]
 fn exec_output_and_a_hung_command_is_killed() {
     let script = format!(

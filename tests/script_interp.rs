@@ -472,6 +472,9 @@ fn async_suspends_and_resumes_with_rc() {
         h.log,
         vec!["avp_db_query(select 1 from t where u='alice'|pv*2|-)"]
     );
+    // As the shard does: the request route's `$var`s are cleared, then (here: no) outputs
+    // are set, then the resume route runs.
+    st.reset_vars();
     let out = it.resume(&s, resume, -2, &mut st, &mut h);
     assert_eq!(out, Outcome::Done(1));
     assert_eq!(h.log[1], "append_hf(rc=-2 var=<null> avp=kept|-)");

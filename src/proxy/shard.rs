@@ -952,6 +952,9 @@ impl Shard {
         host.txn = Some(id);
         host.armed = armed;
         carry.give_to(&mut host);
+        // The request route's `$var`s do not survive the suspension; the function's
+        // `$var` outputs are set after they are cleared, for the resume route to read.
+        st.reset_vars();
         outputs.apply(&script, &mut st, &mut host);
         let outcome = self
             .interp
@@ -1010,6 +1013,9 @@ impl Shard {
         let mut host = Host::new(&mut self.core, &mut msg, rx, RouteKind::Reply);
         host.txn = Some(id);
         host.branch_idx = i32::from(matched.branch.0);
+        // The request route's `$var`s do not survive the suspension; the function's
+        // `$var` outputs are set after they are cleared, for the resume route to read.
+        st.reset_vars();
         outputs.apply(&script, &mut st, &mut host);
         let outcome = self.interp.resume(&script, route, rc, &mut st, &mut host);
         let op = host.suspended_op;
@@ -1073,6 +1079,9 @@ impl Shard {
         }
         let failure = susp.carry.failure_status;
         susp.carry.give_to(&mut host);
+        // The request route's `$var`s do not survive the suspension; the function's
+        // `$var` outputs are set after they are cleared, for the resume route to read.
+        st.reset_vars();
         outputs.apply(&script, &mut st, &mut host);
         let outcome = self
             .interp
@@ -1134,6 +1143,9 @@ impl Shard {
         };
         let mut st = MsgState::new(&script);
         let mut host = Host::new(&mut self.core, &mut msg, rx, RouteKind::Request);
+        // The request route's `$var`s do not survive the suspension; the function's
+        // `$var` outputs are set after they are cleared, for the resume route to read.
+        st.reset_vars();
         outputs.apply(&script, &mut st, &mut host);
         let _ = self.interp.resume(&script, route, rc, &mut st, &mut host);
         self.run_deferred();

@@ -422,7 +422,9 @@ impl Interpreter {
         }
     }
 
-    /// Runs the resume route of a finished `async()` with `$rc` = `rc`; `$var`s are reset.
+    /// Runs the resume route of a finished `async()` with `$rc` = `rc`. The caller clears
+    /// the request route's `$var`s (`MsgState::reset_vars`) *before* it sets the
+    /// function's outputs, so that `$var` outputs reach the resume route, as in OpenSIPS.
     pub fn resume<H: ScriptHost + ?Sized>(
         &mut self,
         script: &Script,
@@ -431,7 +433,6 @@ impl Interpreter {
         st: &mut MsgState,
         host: &mut H,
     ) -> Outcome {
-        st.reset_vars();
         st.rc = rc;
         self.run(script, route, st, host)
     }
