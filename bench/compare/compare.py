@@ -331,6 +331,7 @@ http {{
             default_type text/plain;
             return {status} "{body}";
         }}
+        location = /stats {{ stub_status; }}
         location / {{ return 404; }}
     }}
 }}
@@ -354,6 +355,25 @@ http {{
             time.sleep(0.05)
         log(f"HTTP server: {self.kind} on {LOCALHOST}:{self.port} (pid {self.proc.pid}), answer {status} {body}"
             + (f" after {args.http_delay_ms} ms" if self.kind == "http_delay.py" else ""))
+
+    def counts(self) -> dict:
+        """Connections accepted and requests served so far (nginx stub_status, or
+        http_delay.py's /stats); {} when unreachable. The /stats request itself is
+        excluded from both counts."""
+        import urllib.request
+        if self.proc is None:
+            return {}
+        try:
+            with urllib.request.urlopen(f"http://{LOCALHOST}:{self.port}/stats", timeout=2) as r:
+                text = r.read().decode()
+        except OSError:
+            return {}
+        if self.kind == "nginx":
+            # "Active connections: N \nserver accepts handled requests\n A H R \n..."
+            m = re.search(r"^\s*(\d+)\s+(\d+)\s+(\d+)\s*$", text, re.M)
+            return {"connections": int(m.group(1)) - 1, "requests": int(m.group(3)) - 1} if m else {}
+        m = re.match(r"connections (\d+) requests (\d+)", text)
+        return {"connections": int(m.group(1)) - 1, "requests": int(m.group(2))} if m else {}
 
     def cpu_s(self) -> float | None:
         if self.proc is None or self.proc.poll() is not None:
@@ -679,6 +699,7 @@ def run_load(args, proxy: Proxy, rate: float, duration: float, workdir: Path) ->
     cpu0 = proxy.cpu_s()
     http = getattr(args, "http_server", None) if proxy.uses_http else None
     http0 = http.cpu_s() if http is not None else None
+    count0 = http.counts() if http is not None else {}
     gen = run_sipp if args.generator == "sipp" else run_ringsip_load
     sampled: dict = {}
     stop = threading.Event()
@@ -713,6 +734,12 @@ def run_load(args, proxy: Proxy, rate: float, duration: float, workdir: Path) ->
         http1 = http.cpu_s()
         # The HTTP server shares the generator's CPU; one request per call.
         res["http_server"] = http.kind
+        count1 = http.counts()
+        if count0 and count1:
+            # Keep-alive at work: HTTP requests and TCP connections over this run (+1
+            # each: the first of the two /stats requests).
+            res["http_requests"] = count1["requests"] - count0["requests"]
+            res["http_connections"] = count1["connections"] - count0["connections"]
         res["http_server_cpu_s"] = http1 - http0 if http1 is not None else None
         res["http_server_cpu_us_per_call"] = (res["http_server_cpu_s"] * 1e6 / res["calls_ok"]
                                               if res["calls_ok"] and http1 is not None else None)
@@ -1130,6 +1157,9 @@ def one_round(a, proxy: Proxy, sc: str, rnd: int, work: Path, budget_end: float)
     rec["cpu"] = res
     log(f"  {proxy.name}: {a.cpu_rate:.0f} cps: proxy {res['proxy_cpu_us_per_call']} us/call, "
         f"generator {res['generator_cpu_us_per_call']} us/call, failed {res['calls_failed']}")
+    if "http_server" in res:
+        log(f"  {proxy.name}: HTTP server ({res['http_server']}) {res.get('http_server_cpu_us_per_call')} us/call, "
+            f"{res.get('http_requests')} requests over {res.get('http_connections')} connections")
     time.sleep(a.cooldown)
     half = round(rec["search"]["max_rate"] / 2)
     if half > 0:

@@ -9,6 +9,8 @@ every answer is a timer on one asyncio event loop, so thousands of requests can 
 once. Keep-alive: connections stay open (HTTP/1.1) until the client closes them or sends
 `Connection: close`; requests pipelined on one connection are answered in order.
 Requests have no body (a Content-Length other than 0 closes the connection with 400).
+`GET /stats` answers at once with "connections N requests M" (counts since start, this
+request excluded), which compare.py reads to show how many connections the client opened.
 
 Cost: one asyncio Protocol callback per read and one timer per request; compare.py
 records this process's CPU time per request (see bench/compare/README.md).
@@ -65,7 +67,13 @@ class DelayedHttp(asyncio.Protocol):
                 len(parts) == 3 and parts[2] == b"HTTP/1.0"
             ):
                 self.close_after = True
-            answer = self.ok if len(parts) >= 2 and parts[1].startswith(b"/route/") else self.not_found
+            path = parts[1] if len(parts) >= 2 else b""
+            if path == b"/stats":
+                body = f"connections {Stats.connections} requests {Stats.requests}".encode()
+                self.pending += 1
+                self.loop.call_soon(self._answer, response("200 OK", body))
+                continue
+            answer = self.ok if path.startswith(b"/route/") else self.not_found
             Stats.requests += 1
             self.pending += 1
             # Timers with the same delay fire in the order they were set: answers on one
