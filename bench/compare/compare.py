@@ -869,19 +869,22 @@ def sweep_markdown(runs: list[dict], meta: dict) -> str:
              f"db_delay_ms {meta.get('db_delay_ms')}, db_pool {meta.get('db_pool')}, "
              f"http_delay_ms {meta.get('http_delay_ms')}.", "",
              "| scenario | proxy | round | offered | achieved | failed | p50 ms | p99 ms | suspended peak "
-             "| RSS before → at peak (MB) | RSS growth / suspended (KB) | HTTP server µs/call | load avg |",
-             "|---" * 13 + "|"]
+             "| transactions then | RSS before → at peak (MB) | RSS growth / suspended (KB) "
+             "| RSS growth / transaction (KB) | HTTP server µs/call | load avg |",
+             "|---" * 15 + "|"]
     for r in runs:
         for pt in r.get("points", []):
             m = pt.get("ringsip_metrics") or {}
             peak, before, at = m.get("suspended_peak"), m.get("rss_before_bytes"), m.get("rss_at_peak_bytes")
+            txns = m.get("transactions_at_peak")
             per = f"{(at - before) / peak / 1000:.1f}" if peak and before is not None and at is not None else "–"
+            per_t = f"{(at - before) / txns / 1000:.1f}" if txns and before is not None and at is not None else "–"
             rss = f"{before / 1e6:.0f} → {at / 1e6:.0f}" if before is not None and at is not None else "–"
             p50, p99 = pt.get("invite_200_p50_us"), pt.get("invite_200_p99_us")
             lines.append(
                 f"| {r['scenario']} | {r['proxy']} | {r['round']} | {pt['offered_rate']:.0f} | {pt['achieved_rate']:.0f} "
                 f"| {pt['calls_failed']} | {p50 / 1000 if p50 is not None else float('nan'):.2f} "
-                f"| {p99 / 1000 if p99 is not None else float('nan'):.2f} | {fmt(peak)} | {rss} | {per} "
+                f"| {p99 / 1000 if p99 is not None else float('nan'):.2f} | {fmt(peak)} | {fmt(txns)} | {rss} | {per} | {per_t} "
                 f"| {fmt(pt.get('http_server_cpu_us_per_call'))} | {pt.get('loadavg', '?').split(' ')[0]} |")
     return "\n".join(lines)
 
