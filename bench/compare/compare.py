@@ -22,6 +22,13 @@ With --sweep, for each proxy the latency is measured at a series of offered rate
 instead (given by --sweep-rates, or as fractions of a max_rate found first); the JSON
 is what bench/plot/plot_latency.py plots.
 
+Scenario async-http also owns its HTTP server (class HttpServer): nginx, or
+bench/compare/http_delay.py with --http-delay-ms, started once per invocation on a free
+127.0.0.1 port pinned to the generator's CPU and stopped at the end; each run records the
+server's CPU and the requests and connections it served. With --db-max-connections the
+harness raises MariaDB's max_connections for the run (class MaxConnections) and restores
+the old value at the end, on every exit path (SIGTERM is turned into KeyboardInterrupt).
+
 Invariants: every target is 127.0.0.1; every child process and every loop has a
 deadline; a missing binary, a proxy that does not come up or a generator set-up error
 stops the run with a message and exit status 2, never a partial "result".
