@@ -22,6 +22,13 @@ With --sweep, for each proxy the latency is measured at a series of offered rate
 instead (given by --sweep-rates, or as fractions of a max_rate found first); the JSON
 is what bench/plot/plot_latency.py plots.
 
+Scenario async-http also owns its HTTP server (class HttpServer): nginx, or
+bench/compare/http_delay.py with --http-delay-ms, started once per invocation on a free
+127.0.0.1 port pinned to the generator's CPU and stopped at the end; each run records the
+server's CPU and the requests and connections it served. With --db-max-connections the
+harness raises MariaDB's max_connections for the run (class MaxConnections) and restores
+the old value at the end, on every exit path (SIGTERM is turned into KeyboardInterrupt).
+
 Invariants: every target is 127.0.0.1; every child process and every loop has a
 deadline; a missing binary, a proxy that does not come up or a generator set-up error
 stops the run with a message and exit status 2, never a partial "result".
@@ -41,6 +48,7 @@ import os
 import platform
 import re
 import shutil
+import socket
 import signal
 import statistics
 import subprocess
@@ -54,7 +62,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 SIPP_DIR = REPO / "bench" / "sipp"
 LOCALHOST = "127.0.0.1"
-SCENARIOS = ("stateless", "stateful-rr", "async-db")
+SCENARIOS = ("stateless", "stateful-rr", "async-db", "async-http")
 PROXIES = ("ringsip", "kamailio")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 DB_URL = "mysql://root@127.0.0.1:3306/test"
@@ -185,6 +193,26 @@ def udp_port_bound(port: int) -> bool:
         return False
 
 
+def tcp_port_listening(port: int) -> bool:
+    """A socket in state LISTEN (0A) on local port `port` (/proc/net/tcp)."""
+    try:
+        lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    except OSError:
+        return False
+    for line in lines:
+        f = line.split()  # sl local_address rem_address st ...
+        if len(f) > 3 and f[3] == "0A" and f[1].endswith(f":{port:04X}"):
+            return True
+    return False
+
+
+def free_tcp_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (the kernel picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((LOCALHOST, 0))
+        return s.getsockname()[1]
+
+
 def wait_port_free(port: int, timeout_s: float = 10.0) -> None:
     end = time.monotonic() + timeout_s
     while udp_port_bound(port):
@@ -228,6 +256,148 @@ class RouteTable:
         return f"{self.name} JOIN (SELECT SLEEP({delay_ms / 1000:g}) AS ringsip_delay) AS ringsip_delay_t"
 
 
+class MaxConnections:
+    """MariaDB's max_connections raised with SET GLOBAL for the run (--db-max-connections),
+    and the value found before restored by restore() (main calls it in a finally)."""
+
+    def __init__(self, mysql_bin: str, want: int) -> None:
+        self.mysql = mysql_bin
+        self.old = int(self._sql("SELECT @@GLOBAL.max_connections;"))
+        self.want = want
+        self._sql(f"SET GLOBAL max_connections = {want};")
+        now = int(self._sql("SELECT @@GLOBAL.max_connections;"))
+        log(f"MariaDB max_connections {self.old} -> {now} for this run")
+        if now != want:
+            self.restore()
+            raise SetupError(f"MariaDB did not take max_connections = {want} (it reports {now})")
+
+    def _sql(self, sql: str) -> str:
+        r = subprocess.run(
+            [self.mysql, "-h", LOCALHOST, "-P", "3306", "-u", "root", "-N", "-B", "-e", sql],
+            capture_output=True, text=True, timeout=30,
+        )
+        if r.returncode != 0:
+            raise SetupError(f"MariaDB at {LOCALHOST}:3306: {r.stderr.strip()}")
+        return r.stdout.strip()
+
+    def restore(self) -> None:
+        self._sql(f"SET GLOBAL max_connections = {self.old};")
+        log(f"MariaDB max_connections restored to {self.old}")
+
+
+# ---------------------------------------------------------------- HTTP server (async-http)
+
+
+class HttpServer:
+    """The HTTP server the async-http scenario asks for the next hop, on 127.0.0.1.
+
+    nginx (delay 0): one worker, answers `GET /route/...` at once with 200 and the body
+    `sip:127.0.0.1:UAS_PORT`; keep-alive for 75 s and up to 10^6 requests a connection
+    (nginx's default, 1000, would close every connection after 1000 requests).
+    http_delay.py (delay > 0): the same answer after the delay, without blocking.
+    Either is pinned to the generator's CPU; its config and logs go in the run's log
+    directory. --http-fault replaces the answer, to show that the calls depend on it:
+    404 (status 404), wrong-hop (a sip: URI where nothing listens), down (no server).
+    """
+
+    def __init__(self, args, run_dir: Path) -> None:
+        self.port = free_tcp_port()
+        self.proc: subprocess.Popen | None = None
+        self.fault = args.http_fault
+        hop_port = args.uas_port if self.fault != "wrong-hop" else args.uas_port + 1
+        body = f"sip:{LOCALHOST}:{hop_port}"
+        status = 404 if self.fault == "404" else 200
+        self.kind = "none" if self.fault == "down" else ("http_delay.py" if args.http_delay_ms > 0 else "nginx")
+        self.log_path = run_dir / f"http-{self.kind}.log"
+        if self.kind == "none":
+            log(f"HTTP server: none (--http-fault down), requests go to the closed port {self.port}")
+            return
+        if self.kind == "nginx":
+            conf = run_dir / "nginx.conf"
+            for d in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+                (run_dir / "nginx-tmp" / d).mkdir(parents=True, exist_ok=True)
+            tmp = run_dir / "nginx-tmp"
+            conf.write_text(f"""# written by bench/compare/compare.py for the async-http scenario
+worker_processes 1;
+daemon off;
+pid {run_dir}/nginx.pid;
+error_log {run_dir}/nginx-error.log warn;
+events {{ worker_connections 16384; }}
+http {{
+    access_log off;
+    keepalive_timeout 75s;
+    keepalive_requests 1000000;
+    client_body_temp_path {tmp}/client_body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    server {{
+        listen {LOCALHOST}:{self.port};
+        location /route/ {{
+            default_type text/plain;
+            return {status} "{body}";
+        }}
+        location = /stats {{ stub_status; }}
+        location / {{ return 404; }}
+    }}
+}}
+""")
+            argv = ["taskset", "-c", args.load_cpu, args.nginx, "-e", str(run_dir / "nginx-error.log"),
+                    "-p", str(run_dir), "-c", str(conf)]
+        else:
+            if self.fault == "404":
+                raise SetupError("--http-fault 404 is only implemented with nginx (--http-delay-ms 0)")
+            argv = ["taskset", "-c", args.load_cpu, sys.executable, str(HERE / "http_delay.py"),
+                    "--port", str(self.port), "--delay-ms", str(args.http_delay_ms), "--body", body]
+        self.argv = argv
+        logf = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(argv, stdout=logf, stderr=logf, stdin=subprocess.DEVNULL)
+        logf.close()
+        end = time.monotonic() + 10
+        while not tcp_port_listening(self.port):
+            if self.proc.poll() is not None or time.monotonic() > end:
+                self.stop()
+                raise SetupError(f"{self.kind} did not listen on {LOCALHOST}:{self.port}; see {self.log_path}")
+            time.sleep(0.05)
+        log(f"HTTP server: {self.kind} on {LOCALHOST}:{self.port} (pid {self.proc.pid}), answer {status} {body}"
+            + (f" after {args.http_delay_ms} ms" if self.kind == "http_delay.py" else ""))
+
+    def counts(self) -> dict:
+        """Connections accepted and requests served so far (nginx stub_status, or
+        http_delay.py's /stats); {} when unreachable. The /stats request itself is
+        excluded from both counts."""
+        import urllib.request
+        if self.proc is None:
+            return {}
+        try:
+            with urllib.request.urlopen(f"http://{LOCALHOST}:{self.port}/stats", timeout=2) as r:
+                text = r.read().decode()
+        except OSError:
+            return {}
+        if self.kind == "nginx":
+            # "Active connections: N \nserver accepts handled requests\n A H R \n..."
+            m = re.search(r"^\s*(\d+)\s+(\d+)\s+(\d+)\s*$", text, re.M)
+            return {"connections": int(m.group(1)) - 1, "requests": int(m.group(3)) - 1} if m else {}
+        m = re.match(r"connections (\d+) requests (\d+)", text)
+        return {"connections": int(m.group(1)) - 1, "requests": int(m.group(2))} if m else {}
+
+    def cpu_s(self) -> float | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return None
+        return tree_cpu_s(self.proc.pid)
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)  # nginx: fast shutdown; http_delay.py: exit
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+
 # ---------------------------------------------------------------- proxies under test
 
 
@@ -238,6 +408,7 @@ class Proxy:
         self.name, self.argv, self.log_path, self.port, self.ready_line = name, argv, log_path, port, ready_line
         self.proc: subprocess.Popen | None = None
         self.mgmt_port: int | None = None  # ringsip's --mgmt port, when sampled
+        self.uses_http = False  # async-http: the HTTP server's CPU is recorded per run
 
     def metrics(self) -> dict[str, float]:
         """ringsip's /metrics, summed over label sets ({} if not sampled or unreachable)."""
@@ -345,13 +516,19 @@ class Proxy:
             time.sleep(0.1)
 
 
-def render_ringsip_script(src: Path, dst: Path, port: int, table: str | None, db_pool: int = 0) -> None:
+def render_ringsip_script(src: Path, dst: Path, port: int, table: str | None, db_pool: int = 0,
+                          http_port: int | None = None, db_max_queued: int = -1) -> None:
     text = src.read_text()
     subs = [("socket=udp:127.0.0.1:5060", f"socket=udp:{LOCALHOST}:{port}")]
     if table is not None:
         subs += [("FROM ringsip_bench_route", f"FROM {table}"), (DB_URL, DB_URL)]
         if db_pool > 0:
             subs += [('modparam("avpops", "pool_size", 4)', f'modparam("avpops", "pool_size", {db_pool})')]
+        if db_max_queued >= 0:
+            subs += [('modparam("avpops", "max_queued_queries", 64)',
+                      f'modparam("avpops", "max_queued_queries", {db_max_queued})')]
+    if http_port is not None:
+        subs += [("http://127.0.0.1:8080", f"http://{LOCALHOST}:{http_port}")]
     for old, new in subs:
         if old not in text:
             raise SetupError(f"{src}: expected the text '{old}' to substitute")
@@ -359,7 +536,8 @@ def render_ringsip_script(src: Path, dst: Path, port: int, table: str | None, db
     dst.write_text(text)
 
 
-def make_proxy(name: str, scenario: str, args, workdir: Path, table: str | None) -> Proxy:
+def make_proxy(name: str, scenario: str, args, workdir: Path, table: str | None,
+               http_port: int | None = None) -> Proxy:
     port = args.proxy_port
     logp = args.out_dir_run / f"{name}-{scenario}.log"
     if name == "kamailio":
@@ -368,18 +546,26 @@ def make_proxy(name: str, scenario: str, args, workdir: Path, table: str | None)
                 "-m", str(args.kamailio_shm), "-M", "32", "-x", args.kamailio_mem, "-w", str(workdir), "-A", f"PORT={port}"]
         if table is not None:
             argv += [f"--substdef=!DB_TABLE!{table}!"]
+        if http_port is not None:
+            argv += [f"--substdef=!HTTP_PORT!{http_port}!"]
+            if not args.kamailio_http_query:
+                argv += ["-A", "WITH_KEEPALIVE"]
         argv += args.kamailio_arg
-        return Proxy(name, argv, logp, port, None)
+        proxy = Proxy(name, argv, logp, port, None)
+        proxy.uses_http = http_port is not None
+        return proxy
     script = workdir / f"ringsip-{scenario}.cfg"
-    render_ringsip_script(HERE / "ringsip" / f"{scenario}.cfg", script, port, table, args.db_pool)
+    render_ringsip_script(HERE / "ringsip" / f"{scenario}.cfg", script, port, table, args.db_pool,
+                          http_port, args.db_max_queued)
     argv = ["taskset", "-c", args.proxy_cpu, args.ringsip, "-f", str(script), "--cpus", args.proxy_cpu]
     mgmt = None
-    if table is not None and args.db_delay_ms > 0:
+    if (table is not None and args.db_delay_ms > 0) or (http_port is not None and args.http_delay_ms > 0):
         mgmt = port + 1000
         argv += ["--mgmt", f"{LOCALHOST}:{mgmt}"]
     argv += args.ringsip_arg
     proxy = Proxy(name, argv, logp, port, "ringsip ready")
     proxy.mgmt_port = mgmt
+    proxy.uses_http = http_port is not None
     return proxy
 
 
@@ -518,6 +704,9 @@ def run_load(args, proxy: Proxy, rate: float, duration: float, workdir: Path) ->
     if not proxy.alive():
         raise SetupError(f"{proxy.name} is no longer running; see {proxy.log_path}")
     cpu0 = proxy.cpu_s()
+    http = getattr(args, "http_server", None) if proxy.uses_http else None
+    http0 = http.cpu_s() if http is not None else None
+    count0 = http.counts() if http is not None else {}
     gen = run_sipp if args.generator == "sipp" else run_ringsip_load
     sampled: dict = {}
     stop = threading.Event()
@@ -548,6 +737,19 @@ def run_load(args, proxy: Proxy, rate: float, duration: float, workdir: Path) ->
     if sampled:
         res["ringsip_metrics"] = sampled
     res["proxy_cpu_s"] = proxy.cpu_s() - cpu0
+    if http0 is not None:
+        http1 = http.cpu_s()
+        # The HTTP server shares the generator's CPU; one request per call.
+        res["http_server"] = http.kind
+        count1 = http.counts()
+        if count0 and count1:
+            # Keep-alive at work: HTTP requests and TCP connections over this run (+1
+            # each: the first of the two /stats requests).
+            res["http_requests"] = count1["requests"] - count0["requests"]
+            res["http_connections"] = count1["connections"] - count0["connections"]
+        res["http_server_cpu_s"] = http1 - http0 if http1 is not None else None
+        res["http_server_cpu_us_per_call"] = (res["http_server_cpu_s"] * 1e6 / res["calls_ok"]
+                                              if res["calls_ok"] and http1 is not None else None)
     # CPU seconds per wall second: near 1.0 the generator (or the proxy) had its whole
     # core, and a failed run may be the generator's limit rather than the proxy's.
     res["generator_cpu_share"] = res["generator_cpu_s"] / res["wall_s"] if res["wall_s"] > 0 else None
@@ -629,6 +831,8 @@ def summarize(runs: list[dict], scenarios, proxies) -> dict:
         "pss_kib": lambda r: r.get("memory", {}).get("pss_kib"),
         "vmrss_sum_kib": lambda r: r.get("memory", {}).get("vmrss_kib"),
         "generator_cpu_us_per_call": lambda r: passed_get(r, "cpu", "generator_cpu_us_per_call"),
+        # async-http only: the HTTP server's CPU (on the generator's core), one request a call
+        "http_server_cpu_us_per_call": lambda r: passed_get(r, "cpu", "http_server_cpu_us_per_call"),
     }
     out: dict = {}
     for sc in scenarios:
@@ -661,6 +865,34 @@ def markdown(summary: dict, proxies, meta: dict) -> str:
                 cells.append(f"{r:.2f}" if r is not None else "–")
             lines.append(f"| {m} | " + " | ".join(cells) + " |")
         lines.append("")
+    return "\n".join(lines)
+
+
+def sweep_markdown(runs: list[dict], meta: dict) -> str:
+    """The points of a sweep, one row each: rate, failures, latency, and (when sampled)
+    ringsip's suspended peak and RSS growth, and the HTTP server's CPU per call."""
+    lines = [f"# latency sweep — {meta['started_utc']}", "",
+             f"Load average at start / end: {meta['loadavg_start']} / {meta.get('loadavg_end', '?')}. "
+             f"db_delay_ms {meta.get('db_delay_ms')}, db_pool {meta.get('db_pool')}, "
+             f"http_delay_ms {meta.get('http_delay_ms')}.", "",
+             "| scenario | proxy | round | offered | achieved | failed | p50 ms | p99 ms | suspended peak "
+             "| transactions then | RSS before → at peak (MB) | RSS growth / suspended (KB) "
+             "| RSS growth / transaction (KB) | HTTP server µs/call | load avg |",
+             "|---" * 15 + "|"]
+    for r in runs:
+        for pt in r.get("points", []):
+            m = pt.get("ringsip_metrics") or {}
+            peak, before, at = m.get("suspended_peak"), m.get("rss_before_bytes"), m.get("rss_at_peak_bytes")
+            txns = m.get("transactions_at_peak")
+            per = f"{(at - before) / peak / 1000:.1f}" if peak and before is not None and at is not None else "–"
+            per_t = f"{(at - before) / txns / 1000:.1f}" if txns and before is not None and at is not None else "–"
+            rss = f"{before / 1e6:.0f} → {at / 1e6:.0f}" if before is not None and at is not None else "–"
+            p50, p99 = pt.get("invite_200_p50_us"), pt.get("invite_200_p99_us")
+            lines.append(
+                f"| {r['scenario']} | {r['proxy']} | {r['round']} | {pt['offered_rate']:.0f} | {pt['achieved_rate']:.0f} "
+                f"| {pt['calls_failed']} | {p50 / 1000 if p50 is not None else float('nan'):.2f} "
+                f"| {p99 / 1000 if p99 is not None else float('nan'):.2f} | {fmt(peak)} | {fmt(txns)} | {rss} | {per} | {per_t} "
+                f"| {fmt(pt.get('http_server_cpu_us_per_call'))} | {pt.get('loadavg', '?').split(' ')[0]} |")
     return "\n".join(lines)
 
 
@@ -742,6 +974,26 @@ def parse_args(argv=None):
                         "transactions and the memory growth are recorded")
     p.add_argument("--db-pool", type=int, default=0,
                    help="async-db: ringsip's avpops pool_size (connections per shard); 0 keeps the config's")
+    p.add_argument("--db-max-queued", type=int, default=-1,
+                   help="async-db: ringsip's avpops max_queued_queries (calls waiting for a busy connection, "
+                        "per shard); -1 keeps the config's (64)")
+    p.add_argument("--db-max-connections", type=int, default=0,
+                   help="async-db: SET GLOBAL max_connections on MariaDB to this for the run and restore the "
+                        "old value afterwards (also on error or Ctrl-C); 0 leaves it (MariaDB's default is 151, "
+                        "which caps --db-pool)")
+    p.add_argument("--http-delay-ms", type=int, default=0,
+                   help="async-http: answer every HTTP request after this delay (bench/compare/http_delay.py, "
+                        "asyncio) instead of nginx; ringsip then also runs with --mgmt (suspended peak, RSS)")
+    p.add_argument("--http-fault", choices=("none", "404", "wrong-hop", "down"), default="none",
+                   help="async-http: a wrong HTTP answer, to check that calls depend on it: 404, a next hop where "
+                        "nothing listens, or no HTTP server at all")
+    p.add_argument("--kamailio-http-query", action="store_true",
+                   help="async-http: Kamailio uses http_client_query (a new TCP connection per request) instead "
+                        "of http_connect over a keep-alive connection (-A WITH_KEEPALIVE, the default)")
+    p.add_argument("--nginx", default=env("NGINX_BIN", "nginx"))
+    p.add_argument("--alternate-scenarios", action="store_true",
+                   help="rounds outermost: round 1 of every scenario, then round 2 ... (default: all rounds "
+                        "of one scenario, then the next)")
     p.add_argument("--sweep", action="store_true", help="latency sweep mode (see --sweep-rates/--sweep-fractions)")
     p.add_argument("--sweep-rates", default="", help="comma list of offered rates; else fractions of a searched max")
     p.add_argument("--sweep-fractions", default="0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0")
@@ -774,8 +1026,10 @@ def check_setup(a) -> None:
     else:
         a.sipp = resolve_bin(a.sipp, "sipp", "Install it: apt-get install -y sip-tester; or set SIPP_BIN.")
     resolve_bin("taskset", "taskset", "Install util-linux.")
-    if "async-db" in a.scenarios:
+    if "async-db" in a.scenarios or a.db_max_connections > 0:
         a.mysql = resolve_bin(a.mysql, "mysql client", "Install mariadb-client; or set MYSQL_BIN.")
+    if "async-http" in a.scenarios and a.http_delay_ms <= 0 and a.http_fault != "down":
+        a.nginx = resolve_bin(a.nginx, "nginx", "Install it: apt-get install -y nginx; or set NGINX_BIN / --nginx.")
     cpus = os.sched_getaffinity(0)
     for c in (a.proxy_cpu, a.load_cpu):
         if not c.isdigit() or int(c) not in cpus:
@@ -805,26 +1059,47 @@ def main(argv=None) -> int:
             "search_duration_s": a.search_duration, "measure_duration_s": a.measure_duration,
             "precision": a.precision, "command": sys.argv, "machine": machine_info(a),
             "loadavg_start": loadavg()}
+    for key in ("db_delay_ms", "db_pool", "db_max_queued", "db_max_connections", "http_delay_ms", "http_fault",
+                "kamailio_http_query", "alternate_scenarios"):
+        meta[key] = getattr(a, key)
     runs: list[dict] = []
     table: RouteTable | None = None
+    maxconn: MaxConnections | None = None
+    a.http_server = None
     status = 0
+
+    def on_sigterm(signum, frame):  # restore MariaDB, stop the HTTP server: as on Ctrl-C
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    if a.alternate_scenarios:
+        order = [(sc, rnd) for rnd in range(1, a.rounds + 1) for sc in a.scenarios]
+    else:
+        order = [(sc, rnd) for sc in a.scenarios for rnd in range(1, a.rounds + 1)]
     try:
+        if a.db_max_connections > 0:
+            maxconn = MaxConnections(a.mysql, a.db_max_connections)
+            meta["db_max_connections_before"] = maxconn.old
         if "async-db" in a.scenarios:
             table = RouteTable(a.mysql, a.uas_port)
+        if "async-http" in a.scenarios:
+            a.http_server = HttpServer(a, a.out_dir_run)
+            meta["http_server"] = {"kind": a.http_server.kind, "port": a.http_server.port,
+                                   "argv": getattr(a.http_server, "argv", None)}
         with tempfile.TemporaryDirectory(prefix="ringsip-compare.") as tmp:
             work = Path(tmp)
-            for sc in a.scenarios:
-                for rnd in range(1, a.rounds + 1):
-                    for name in a.proxies:
-                        log(f"{sc} round {rnd}/{a.rounds}: {name}")
-                        proxy = make_proxy(name, sc, a, work,
-                                           table.query_from(a.db_delay_ms) if (table and sc == "async-db") else None)
-                        proxy.start()
-                        try:
-                            runs.append(one_round(a, proxy, sc, rnd, work, budget_end))
-                        finally:
-                            proxy.stop()
-                        time.sleep(a.cooldown)
+            for sc, rnd in order:
+                for name in a.proxies:
+                    log(f"{sc} round {rnd}/{a.rounds}: {name}")
+                    proxy = make_proxy(name, sc, a, work,
+                                       table.query_from(a.db_delay_ms) if (table and sc == "async-db") else None,
+                                       a.http_server.port if (a.http_server and sc == "async-http") else None)
+                    proxy.start()
+                    try:
+                        runs.append(one_round(a, proxy, sc, rnd, work, budget_end))
+                    finally:
+                        proxy.stop()
+                    time.sleep(a.cooldown)
     except SetupError as e:
         print(f"compare: {e}", file=sys.stderr)
         status = 2
@@ -832,11 +1107,18 @@ def main(argv=None) -> int:
         print("compare: interrupted", file=sys.stderr)
         status = 130
     finally:
+        if a.http_server is not None:
+            a.http_server.stop()
         if table is not None:
             try:
                 table.drop()
             except SetupError as e:
                 print(f"compare: {e}", file=sys.stderr)
+        if maxconn is not None:
+            try:
+                maxconn.restore()
+            except SetupError as e:
+                print(f"compare: could not restore MariaDB max_connections to {maxconn.old}: {e}", file=sys.stderr)
     meta["finished_utc"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     meta["complete"] = status == 0
     meta["loadavg_end"] = loadavg()
@@ -845,12 +1127,11 @@ def main(argv=None) -> int:
         doc["summary"] = summarize(runs, a.scenarios, a.proxies)
     json_path = out_dir / f"{kind}-{stamp}.json"
     json_path.write_text(json.dumps(doc, indent=1) + "\n")
-    if not a.sweep:
-        md = markdown(doc["summary"], a.proxies, meta)
-        if status != 0:
-            md = "**INCOMPLETE RUN — stopped by an error; do not quote these figures.**\n\n" + md
-        (out_dir / f"{kind}-{stamp}.md").write_text(md + "\n")
-        print(md)
+    md = sweep_markdown(runs, meta) if a.sweep else markdown(doc["summary"], a.proxies, meta)
+    if status != 0:
+        md = "**INCOMPLETE RUN — stopped by an error; do not quote these figures.**\n\n" + md
+    (out_dir / f"{kind}-{stamp}.md").write_text(md + "\n")
+    print(md)
     log(f"wrote {json_path}" + ("" if status == 0 else " (incomplete)"))
     return status
 
@@ -886,6 +1167,9 @@ def one_round(a, proxy: Proxy, sc: str, rnd: int, work: Path, budget_end: float)
     rec["cpu"] = res
     log(f"  {proxy.name}: {a.cpu_rate:.0f} cps: proxy {res['proxy_cpu_us_per_call']} us/call, "
         f"generator {res['generator_cpu_us_per_call']} us/call, failed {res['calls_failed']}")
+    if "http_server" in res:
+        log(f"  {proxy.name}: HTTP server ({res['http_server']}) {res.get('http_server_cpu_us_per_call')} us/call, "
+            f"{res.get('http_requests')} requests over {res.get('http_connections')} connections")
     time.sleep(a.cooldown)
     half = round(rec["search"]["max_rate"] / 2)
     if half > 0:
