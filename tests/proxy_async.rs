@@ -439,6 +439,74 @@ route [done] {{
     assert_in_flight_zero(&proxy);
 }
 
+/// An HTTP/1.1 server that keeps connections open (one thread per connection) and counts
+/// the connections it accepted.
+fn keep_alive_server(body: &'static str) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind http");
+    let port = l.local_addr().expect("addr").port();
+    let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    std::thread::spawn(move || {
+        for conn in l.incoming().take(64) {
+            let Ok(mut c) = conn else { continue };
+            count.fetch_add(1, Ordering::SeqCst);
+            std::thread::spawn(move || {
+                let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
+                let mut buf = [0u8; 4096];
+                // One request per read is enough for these tests (small GETs, one at a time).
+                while let Ok(n) = c.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    let resp = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if c.write_all(resp.as_bytes()).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    (port, accepted)
+}
+
+/// Keep-alive connections are reused across calls; `max_idle_connections` 0 turns reuse off.
+#[test]
+fn rest_connections_are_kept_alive_unless_max_idle_connections_is_0() {
+    use std::sync::atomic::Ordering;
+    for (idle, expected) in [(None, 1), (Some(0), 3)] {
+        let (port, accepted) = keep_alive_server("ok");
+        let param = idle.map_or(String::new(), |n| {
+            format!("modparam(\"rest_client\", \"max_idle_connections\", {n})")
+        });
+        let script = format!(
+            r#"{MODULES}
+{param}
+route {{
+    async(rest_get("http://127.0.0.1:{port}/x", $var(body)), done);
+}}
+route [done] {{
+    t_reply(200, "rc $rc $var(body)");
+}}
+"#
+        );
+        let proxy = Proxy::start(&script, 1, &[]);
+        let uac = Ua::new();
+        for user in ["a", "b", "c"] {
+            let r = call(&uac, &proxy, user);
+            assert_eq!(r.start, "SIP/2.0 200 rc 1 ok");
+        }
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            expected,
+            "max_idle_connections {idle:?}"
+        );
+    }
+}
+
 #[test]
 fn exec_output_and_a_hung_command_is_killed() {
     let script = format!(

@@ -23,7 +23,7 @@ use crate::transport::dns::ring::SystemDnsConfig;
 
 use super::exec::{exec, osips_exec_env, ExecCall, ExecParams};
 use super::rest_client::{
-    self as rc, pool::PoolLimits, ring::RestClient, ModparamValue, RestClientParams, TlsClient,
+    self as rc, ring::RestClient, ModparamValue, RestClientParams, TlsClient,
 };
 use super::{arg_int, arg_str, Outputs};
 
@@ -40,7 +40,6 @@ pub struct ModuleShared {
 const REST_IGNORED: &[&str] = &[
     "connect_poll_interval",
     "no_concurrent_connects",
-    "curl_conn_lifetime",
     "enable_expect_100",
     "max_transfer_size",
 ];
@@ -95,7 +94,7 @@ fn rest_client(h: &Host<'_>) -> Result<Rc<RestClient>, i32> {
     };
     // One resolver (and cache) per shard, shared with t_relay's RFC 3263 resolution.
     let resolver = crate::proxy::nexthop::shard_resolver(&m.dns);
-    let c = RestClient::new(m.rest.clone(), tls, resolver, PoolLimits::default());
+    let c = RestClient::new(m.rest.clone(), tls, resolver, m.rest.pool_limits());
     REST.with(|slot| *slot.borrow_mut() = Some(Rc::clone(&c)));
     Ok(c)
 }

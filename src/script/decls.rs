@@ -675,8 +675,10 @@ static REST_CLIENT: ModuleDecl = ModuleDecl {
         ip("no_concurrent_connects"),
         ip("curl_conn_lifetime"),
         ip("enable_expect_100"),
-        // ringsip: the largest response body accepted.
+        // ringsip: the largest response body accepted; idle keep-alive connections kept
+        // per server.
         ip("max_body_size"),
+        ip("max_idle_connections"),
     ],
 };
 

@@ -71,10 +71,17 @@ pub struct RestClientParams {
     pub ssl_capath: Option<PathBuf>,
     /// `max_body_size` (ours, bytes): a larger response body fails the call.
     pub max_body_size: usize,
+    /// `curl_conn_lifetime` (seconds): how long an idle keep-alive connection may wait in
+    /// the pool before it is closed.
+    pub conn_lifetime: Duration,
+    /// `max_idle_connections` (ours): idle keep-alive connections kept per server (and
+    /// per shard); more in flight at once are opened as needed and closed when done.
+    pub max_idle_connections: usize,
 }
 
 impl Default for RestClientParams {
-    /// OpenSIPS' defaults: 20 s, 20 s, 100, verify peer and host; ours: 10 MiB.
+    /// OpenSIPS' defaults: 20 s, 20 s, 100, verify peer and host; ours: 10 MiB, idle
+    /// connections kept 30 s, at most 64 idle per server.
     fn default() -> Self {
         RestClientParams {
             connection_timeout: Duration::from_secs(20),
@@ -84,6 +91,8 @@ impl Default for RestClientParams {
             ssl_verifyhost: true,
             ssl_capath: None,
             max_body_size: 10 * 1024 * 1024,
+            conn_lifetime: Duration::from_secs(30),
+            max_idle_connections: 64,
         }
     }
 }
@@ -123,6 +132,8 @@ impl RestClientParams {
         "ssl_verifyhost",
         "ssl_capath",
         "max_body_size",
+        "curl_conn_lifetime",
+        "max_idle_connections",
     ];
 
     /// Applies one `modparam`.
@@ -187,6 +198,14 @@ impl RestClientParams {
                 let n = ranged("max_body_size", value, 0, 1 << 30, "0..=1073741824 bytes")?;
                 self.max_body_size = usize::try_from(n).unwrap_or(usize::MAX);
             }
+            "curl_conn_lifetime" => {
+                let s = ranged("curl_conn_lifetime", value, 1, DAY, "1..=86400 s")?;
+                self.conn_lifetime = Duration::from_secs(s.unsigned_abs());
+            }
+            "max_idle_connections" => {
+                let n = ranged("max_idle_connections", value, 0, 65_536, "0..=65536")?;
+                self.max_idle_connections = usize::try_from(n).unwrap_or(0);
+            }
             other => return Err(ModparamError::Unknown(other.to_owned())),
         }
         Ok(())
@@ -198,6 +217,16 @@ impl RestClientParams {
             verify_peer: self.ssl_verifypeer,
             verify_host: self.ssl_verifyhost,
             ca_path: self.ssl_capath.clone(),
+        }
+    }
+
+    /// The keep-alive pool's bounds: `max_idle_connections` per server, and as many in
+    /// all as 16 servers' worth (at least 256); idle ones live `curl_conn_lifetime`.
+    pub fn pool_limits(&self) -> pool::PoolLimits {
+        pool::PoolLimits {
+            max_idle_per_key: self.max_idle_connections,
+            max_idle_total: self.max_idle_connections.saturating_mul(16).max(256),
+            idle_timeout: self.conn_lifetime,
         }
     }
 
@@ -415,6 +444,21 @@ mod tests {
         p.set("ssl_verifyhost", ModparamValue::Int(0)).unwrap();
         p.set("ssl_capath", ModparamValue::Str("/etc/ca")).unwrap();
         p.set("max_body_size", ModparamValue::Int(1024)).unwrap();
+        p.set("curl_conn_lifetime", ModparamValue::Int(9)).unwrap();
+        p.set("max_idle_connections", ModparamValue::Int(500))
+            .unwrap();
+        assert_eq!(
+            p.pool_limits(),
+            pool::PoolLimits {
+                max_idle_per_key: 500,
+                max_idle_total: 8000,
+                idle_timeout: Duration::from_secs(9),
+            }
+        );
+        assert!(p
+            .set("max_idle_connections", ModparamValue::Int(-1))
+            .is_err());
+        assert!(p.set("curl_conn_lifetime", ModparamValue::Int(0)).is_err());
         assert_eq!(p.connection_timeout, Duration::from_secs(3));
         assert_eq!(p.curl_timeout, Duration::from_secs(5));
         assert_eq!(p.max_async_transfers, 7);
