@@ -62,7 +62,14 @@ pub fn record_route_preset(h: &mut Host<'_>, args: &[Arg<'_>], _st: &mut MsgStat
 pub fn loose_route(h: &mut Host<'_>, _args: &[Arg<'_>], _st: &mut MsgState) -> i32 {
     // Strict-router compatibility: the Request-URI is a value we record-routed (names us,
     // no user part).
-    let ruri_is_us = match h.msg.request_uri().map(parse_uri) {
+    // A SIP URI has a user part exactly when it contains '@' (none may appear in its
+    // host, parameters or headers), so a Request-URI with one is not parsed here.
+    let ruri_is_us = match h
+        .msg
+        .request_uri()
+        .filter(|u| !u.contains(&b'@'))
+        .map(parse_uri)
+    {
         Some(Ok(Uri::Sip(s))) => s.user.is_none() && h.core.is_myself_sip(&s),
         _ => false,
     };

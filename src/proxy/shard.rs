@@ -39,6 +39,7 @@ use crate::script::{
     interp::{MsgState, Outcome},
     Interpreter, RouteId,
 };
+use crate::sip::message::Invalid;
 use crate::sip::{parse_uri, write_reply, HeaderName, Message, Method, ReplySpec, Uri};
 use crate::txn::{Action, BranchIdx, Event, Response, TimerId, TxnId, TxnKind};
 
@@ -486,7 +487,7 @@ impl Shard {
     fn on_request(&mut self, mut msg: Message, rx: Rx) {
         let core = &mut self.core;
         core.stats.requests += 1;
-        if let Err(e) = msg.validate() {
+        if let Err(e) = check_request(&msg) {
             core.stats.rejected_requests += 1;
             let code = e.status_code();
             core.reply_stateless(&msg, rx, code, reason_of(code));
@@ -1981,11 +1982,85 @@ impl Core {
 pub fn next_hop<'a>(msg: &'a Message, du: Option<&'a str>, routes_stripped: usize) -> &'a [u8] {
     match du {
         Some(d) => d.as_bytes(),
-        None => match msg.routes().nth(routes_stripped) {
+        // Only the chosen Route value is parsed: the ones before it (ours, removed by
+        // `loose_route()`) are skipped as text.
+        None => match msg
+            .header_values(HeaderName::Route)
+            .nth(routes_stripped)
+            .map(|v| crate::sip::header::parse_name_addr(v, HeaderName::Route))
+        {
             Some(Ok(r)) => r.uri,
             _ => msg.request_uri().unwrap_or(b""),
         },
     }
+}
+
+/// The checks a proxy makes on a request before acting on it (RFC 3261 §16.3, §8.2;
+/// RFC 4475 §3.1.2): the SIP version, single-valued headers not repeated, and a typed
+/// parse of what the proxy itself interprets — the top Via (transaction matching and
+/// the response path), From, To, Call-ID, CSeq (its method equal to the request's),
+/// Max-Forwards, Expires, Route (loose routing), Date, and no `?headers` in the
+/// Request-URI. Lower Via values, Contact and Record-Route are forwarded unchanged
+/// and not parsed here (§16.3: a proxy checks only the parts it interprets); a route
+/// script that reads them sees their parse errors through its accessors. This is
+/// [`Message::validate`] without those three, and reports the same [`Invalid`] for
+/// everything it does check. The parses of the top Via, From, To and CSeq are cached
+/// in the message for the rest of its processing.
+pub fn check_request(msg: &Message) -> Result<(), Invalid> {
+    let (major, minor) = msg.version();
+    if (major, minor) != (2, 0) {
+        return Err(Invalid::UnsupportedVersion { major, minor });
+    }
+    for h in [
+        HeaderName::From,
+        HeaderName::To,
+        HeaderName::CallId,
+        HeaderName::CSeq,
+        HeaderName::MaxForwards,
+        HeaderName::Expires,
+    ] {
+        if msg.count(h) > 1 {
+            return Err(Invalid::RepeatedHeader(h));
+        }
+    }
+    // The top Via, as `Message::validate` sees it (the first comma-separated value of
+    // the Via lines), parsed once through the message's cache.
+    if msg.header_values(HeaderName::Via).next().is_some() {
+        msg.top_via().map_err(Invalid::Header)?;
+    }
+    if msg.header(HeaderName::From).is_some() {
+        msg.from().map_err(Invalid::Header)?;
+    }
+    if msg.header(HeaderName::To).is_some() {
+        msg.to().map_err(Invalid::Header)?;
+    }
+    if msg.header(HeaderName::CallId).is_some() {
+        msg.call_id().map_err(Invalid::Header)?;
+    }
+    if msg.header(HeaderName::CSeq).is_some() {
+        let cseq = msg.cseq().map_err(Invalid::Header)?;
+        if msg.is_request() && cseq.method_text != msg.method_text() {
+            return Err(Invalid::CSeqMethodMismatch);
+        }
+    }
+    msg.max_forwards().map_err(Invalid::Header)?;
+    msg.expires().map_err(Invalid::Header)?;
+    for r in msg.routes() {
+        r.map_err(Invalid::Header)?;
+    }
+    if let Some(d) = msg.header(HeaderName::Date) {
+        crate::sip::header::check_date(d).map_err(Invalid::Header)?;
+    }
+    // URI headers need a '?' (RFC 3261 §19.1.1): without one the Request-URI is not
+    // parsed again (`Message::parse` checked its syntax already).
+    if let Some(u) = msg.original_request_uri().filter(|u| u.contains(&b'?')) {
+        if let Ok(Uri::Sip(s)) = parse_uri(u) {
+            if s.headers.is_some() {
+                return Err(Invalid::RequestUriHeaders);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Where a locally built reply is written and sent from: borrows of the [`Core`]'s
