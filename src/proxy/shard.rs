@@ -129,8 +129,9 @@ struct TimerSlot {
 /// Script and routing state kept with a transaction.
 pub struct TxnCtx {
     pub generation: u32,
-    /// The request as the request route left it (edits included).
-    pub request: Message,
+    /// The request as the request route left it (edits included). Boxed: the context
+    /// moves in and out of its slot, and a `Message` is about 2 KiB.
+    pub request: Box<Message>,
     /// AVPs and flags across routes and suspensions (`None` while a route runs).
     pub state: Option<MsgState>,
     pub rx: Rx,
@@ -219,7 +220,7 @@ impl TxnCtx {
         op: Option<u64>,
         carry: Carry,
     ) -> bool {
-        self.request = msg;
+        *self.request = msg;
         self.state = Some(st);
         self.armed = armed;
         match (outcome, op) {
@@ -469,7 +470,7 @@ impl Shard {
 
     /// Every datagram on any of this shard's sockets.
     pub fn on_datagram(&mut self, data: &[u8], rx: Rx) {
-        let msg = match Message::parse_datagram(Bytes::copy_from_slice(data)) {
+        let mut msg = match Message::parse_datagram(Bytes::copy_from_slice(data)) {
             Ok(m) => m,
             Err(e) => {
                 self.core.stats.parse_errors += 1;
@@ -480,7 +481,7 @@ impl Shard {
         if msg.is_request() {
             self.on_request(msg, rx);
         } else {
-            self.on_response(msg, rx);
+            self.on_response(&mut msg, rx);
         }
     }
 
@@ -539,14 +540,16 @@ impl Shard {
         self.run_deferred();
     }
 
-    fn on_response(&mut self, msg: Message, rx: Rx) {
+    fn on_response(&mut self, msg: &mut Message, rx: Rx) {
         self.core.stats.responses += 1;
         self.route_response(msg, rx);
     }
 
     /// A response's path: to the shard that owns its transaction, to the transaction's
-    /// onreply routes, or forwarded statelessly when it matches none.
-    fn route_response(&mut self, msg: Message, rx: Rx) {
+    /// onreply routes, or forwarded statelessly when it matches none. The reply is
+    /// borrowed along this path (a `Message` is about 2 KiB; moving it costs a copy) and
+    /// copied only when an onreply route suspends and holds it.
+    fn route_response(&mut self, msg: &mut Message, rx: Rx) {
         let core = &mut self.core;
         let Some(status) = msg.status_code() else {
             return;
@@ -618,7 +621,7 @@ impl Shard {
         &mut self,
         m: crate::txn::ResponseMatch,
         status: u16,
-        mut msg: Message,
+        msg: &mut Message,
         rx: Rx,
         routes: [Option<RouteId>; 2],
         queued: Vec<(Bytes, Rx)>,
@@ -634,7 +637,7 @@ impl Shard {
             };
             // `$var`s of the request route are not visible in a reply route.
             st.reset_vars();
-            let mut host = Host::new(&mut self.core, &mut msg, rx, RouteKind::Reply);
+            let mut host = Host::new(&mut self.core, msg, rx, RouteKind::Reply);
             host.txn = Some(id);
             host.branch_idx = i32::from(m.branch.0);
             let outcome = self.interp.run(&script, route, &mut st, &mut host);
@@ -655,7 +658,7 @@ impl Shard {
                         resume,
                         carry: Carry::default(),
                         reply: Some(Box::new(HeldReply {
-                            msg,
+                            msg: msg.clone(),
                             rx,
                             matched: m,
                             status,
@@ -678,7 +681,7 @@ impl Shard {
 
     /// Hands a reply (its onreply routes done) to its transaction, which relays or
     /// absorbs it (RFC 3261 §16.7).
-    fn relay_reply(&mut self, m: crate::txn::ResponseMatch, status: u16, mut msg: Message) {
+    fn relay_reply(&mut self, m: crate::txn::ResponseMatch, status: u16, msg: &mut Message) {
         let id = m.txn;
         let core = &mut self.core;
         if msg.strip_top_via().is_err() {
@@ -703,7 +706,7 @@ impl Shard {
     fn release_queued(&mut self, queued: Vec<(Bytes, Rx)>) {
         for (bytes, rx) in queued {
             match Message::parse_datagram(bytes) {
-                Ok(msg) => self.route_response(msg, rx),
+                Ok(mut msg) => self.route_response(&mut msg, rx),
                 Err(e) => tracing::debug!("queued reply no longer parses: {e}"),
             }
         }
@@ -789,7 +792,7 @@ impl Shard {
         }
         let route = ctx.armed.on_failure.take();
         let rx = ctx.rx;
-        let mut msg = ctx.request.clone();
+        let mut msg = (*ctx.request).clone();
         let mut st = ctx.state.take().unwrap_or_else(|| MsgState::new(&script));
         if let Some(t) = self.core.table.get_mut(id) {
             t.set_on_failure(false);
@@ -816,7 +819,7 @@ impl Shard {
                         carry,
                         reply: None,
                     });
-                    ctx.request = msg;
+                    *ctx.request = msg;
                     ctx.state = Some(st);
                     return;
                 }
@@ -947,7 +950,7 @@ impl Shard {
         } else {
             RouteKind::Request
         };
-        let mut msg = ctx.request.clone();
+        let mut msg = (*ctx.request).clone();
         let mut st = ctx.state.take().unwrap_or_else(|| MsgState::new(&script));
         let mut host = Host::new(&mut self.core, &mut msg, rx, kind);
         host.txn = Some(id);
@@ -1039,7 +1042,7 @@ impl Shard {
                 });
             }
             (Outcome::Drop, _) if status < 200 => self.release_queued(queued),
-            _ => self.reply_routes(matched, status, msg, rx, [then, None], queued),
+            _ => self.reply_routes(matched, status, &mut msg, rx, [then, None], queued),
         }
     }
 }
@@ -1065,7 +1068,7 @@ impl Shard {
                 let msg = held.msg.clone();
                 (msg, held.rx, RouteKind::Reply, Some(held))
             }
-            None => (ctx.request.clone(), ctx.rx, RouteKind::Request, None),
+            None => ((*ctx.request).clone(), ctx.rx, RouteKind::Request, None),
         };
         let mut host = Host::new(&mut self.core, &mut msg, rx, kind);
         host.txn = Some(id);
@@ -1090,7 +1093,7 @@ impl Shard {
                 let reply = match held {
                     Some(h) => Some(Box::new(HeldReply { msg, ..h })),
                     None => {
-                        ctx.request = msg;
+                        *ctx.request = msg;
                         None
                     }
                 };
@@ -1103,7 +1106,7 @@ impl Shard {
             }
             (Outcome::Drop, _, Some(h)) if h.status < 200 => self.release_queued(h.queued),
             (_, _, Some(h)) => {
-                self.core.forward_response_stateless(msg, h.rx);
+                self.core.forward_response_stateless(&mut msg, h.rx);
                 self.release_queued(h.queued);
             }
             (_, _, None) => {}
@@ -1365,7 +1368,7 @@ impl Core {
         let to_tag = self.new_tag();
         *self.ctxs.slot(id.index as usize) = Some(TxnCtx {
             generation: id.generation,
-            request: msg.clone(),
+            request: Box::new(msg.clone()),
             state: None,
             rx,
             upstream: Self::upstream_of(msg, rx),
@@ -1856,7 +1859,7 @@ impl Core {
 
     /// Forwards a response that matches no transaction by its Via (RFC 3261 §16.11 /
     /// §18.2.2): our Via on top is removed and the response goes to the next one.
-    fn forward_response_stateless(&mut self, mut msg: Message, rx: Rx) {
+    fn forward_response_stateless(&mut self, msg: &mut Message, rx: Rx) {
         let ours = msg
             .top_via()
             .ok()
