@@ -110,3 +110,32 @@ pub fn loose_route(h: &mut Host<'_>, _args: &[Arg<'_>], _st: &mut MsgState) -> i
     h.routes_stripped = stripped;
     1
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `loose_route` skips parsing a Request-URI with '@': such a URI never parses as a
+    /// SIP URI without a user part.
+    #[test]
+    fn a_uri_with_an_at_sign_is_never_a_sip_uri_without_user() {
+        for u in [
+            "sip:alice@192.0.2.1",
+            "sip:alice:pw@192.0.2.1:5060;lr",
+            "sip:192.0.2.1;x=a@b",
+            "sip:192.0.2.1?h=a@b",
+            "sip:@192.0.2.1",
+            "sips:a@b@c",
+            "sip:[2001:db8::1]@x",
+        ] {
+            let u = u.as_bytes();
+            assert!(u.contains(&b'@'));
+            let no_user = matches!(parse_uri(u), Ok(Uri::Sip(s)) if s.user.is_none());
+            assert!(!no_user, "{}", String::from_utf8_lossy(u));
+        }
+        match parse_uri(b"sip:192.0.2.1:5060;lr") {
+            Ok(Uri::Sip(s)) => assert!(s.user.is_none()),
+            other => panic!("{other:?}"),
+        }
+    }
+}

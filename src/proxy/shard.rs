@@ -2219,6 +2219,102 @@ fn deliver_resolution(me: Weak<RefCell<Shard>>, id: TxnId, m: Message, r: Resolv
 mod tests {
     use super::*;
 
+    /// An INVITE with `extra` header lines, `ruri` as its Request-URI and `cseq_method`.
+    fn invite(ruri: &str, cseq_method: &str, extra: &str) -> Message {
+        let text = format!(
+            "INVITE {ruri} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKcheck1\r\n\
+             {extra}\
+             Max-Forwards: 70\r\n\
+             From: <sip:alice@example.com>;tag=a1\r\n\
+             To: <sip:bob@example.com>\r\n\
+             Call-ID: check-1@192.0.2.1\r\n\
+             CSeq: 1 {cseq_method}\r\n\
+             Contact: <sip:alice@192.0.2.1>\r\n\
+             Content-Length: 0\r\n\r\n"
+        );
+        Message::parse_datagram(Bytes::from(text)).expect("the test message parses")
+    }
+
+    #[test]
+    fn check_request_accepts_a_well_formed_request() {
+        for ruri in ["sip:bob@192.0.2.2", "sip:a?b@192.0.2.2", "sip:192.0.2.2;lr"] {
+            let m = invite(ruri, "INVITE", "Route: <sip:192.0.2.9;lr>\r\n");
+            assert_eq!(m.validate(), Ok(()), "{ruri}");
+            assert_eq!(check_request(&m), Ok(()), "{ruri}");
+        }
+    }
+
+    /// What the proxy interprets is rejected exactly as `Message::validate` rejects it.
+    #[test]
+    fn check_request_rejects_what_validate_rejects_in_the_parts_a_proxy_reads() {
+        let cases = [
+            (
+                "sip:bob@192.0.2.2",
+                "INVITE",
+                "From: <sip:x@example.com>;tag=2\r\n",
+            ),
+            (
+                "sip:bob@192.0.2.2",
+                "INVITE",
+                "Call-ID: second@192.0.2.1\r\n",
+            ),
+            ("sip:bob@192.0.2.2", "BYE", ""),
+            ("sip:bob@192.0.2.2", "INVITE", "Max-Forwards: lots\r\n"),
+            (
+                "sip:bob@192.0.2.2",
+                "INVITE",
+                "Route: sip:192.0.2.9;lr>\r\n",
+            ),
+            ("sip:bob@192.0.2.2", "INVITE", "Expires: soon\r\n"),
+            ("sip:bob@192.0.2.2?Subject=hi", "INVITE", ""),
+            ("sip:a?b@192.0.2.2?Subject=hi", "INVITE", ""),
+        ];
+        for (ruri, method, extra) in cases {
+            let m = invite(ruri, method, extra);
+            let want = m.validate();
+            assert!(want.is_err(), "{ruri} {method} {extra:?}");
+            assert_eq!(check_request(&m), want, "{ruri} {method} {extra:?}");
+        }
+        // A malformed top Via (the transaction key): same verdict too.
+        let text = "OPTIONS sip:bob@192.0.2.2 SIP/2.0\r\nVia: SIP/2.0/UDP ;branch=z9hG4bKx\r\n\
+                    Max-Forwards: 70\r\nFrom: <sip:a@example.com>;tag=1\r\n\
+                    To: <sip:b@example.com>\r\nCall-ID: v@1\r\nCSeq: 1 OPTIONS\r\n\
+                    Content-Length: 0\r\n\r\n";
+        let m = Message::parse_datagram(Bytes::from_static(text.as_bytes())).expect("parses");
+        assert!(m.validate().is_err());
+        assert_eq!(check_request(&m), m.validate());
+    }
+
+    /// Contact, Record-Route and the Vias below the top one are forwarded unchanged and
+    /// not checked (RFC 3261 §16.3), where `Message::validate` refuses them.
+    #[test]
+    fn check_request_leaves_what_the_proxy_does_not_read_to_the_next_hop() {
+        for extra in [
+            "Contact: <sip:alice@192.0.2.1\r\n",
+            "Record-Route: <sip:192.0.2.7;lr\r\n",
+            "Via: SIP/2.0/UDP ;branch=z9hG4bKlower\r\n",
+        ] {
+            let m = invite("sip:bob@192.0.2.2", "INVITE", extra);
+            assert!(m.validate().is_err(), "{extra:?}");
+            assert_eq!(check_request(&m), Ok(()), "{extra:?}");
+        }
+    }
+
+    /// `next_hop` parses only the Route value it returns.
+    #[test]
+    fn next_hop_is_the_first_route_left_or_the_request_uri() {
+        let m = invite(
+            "sip:bob@192.0.2.2",
+            "INVITE",
+            "Route: <sip:192.0.2.9;lr>, <sip:192.0.2.10;lr>\r\n",
+        );
+        assert_eq!(next_hop(&m, None, 0), b"sip:192.0.2.9;lr");
+        assert_eq!(next_hop(&m, None, 1), b"sip:192.0.2.10;lr");
+        assert_eq!(next_hop(&m, None, 2), b"sip:bob@192.0.2.2");
+        assert_eq!(next_hop(&m, Some("192.0.2.3:5070"), 0), b"192.0.2.3:5070");
+    }
+
     #[test]
     fn text_helpers_write_what_the_formatter_writes() {
         for n in [0u64, 7, 10, 99, 5060, 65535, u64::MAX] {
