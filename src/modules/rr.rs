@@ -62,7 +62,14 @@ pub fn record_route_preset(h: &mut Host<'_>, args: &[Arg<'_>], _st: &mut MsgStat
 pub fn loose_route(h: &mut Host<'_>, _args: &[Arg<'_>], _st: &mut MsgState) -> i32 {
     // Strict-router compatibility: the Request-URI is a value we record-routed (names us,
     // no user part).
-    let ruri_is_us = match h.msg.request_uri().map(parse_uri) {
+    // A SIP URI has a user part exactly when it contains '@' (none may appear in its
+    // host, parameters or headers), so a Request-URI with one is not parsed here.
+    let ruri_is_us = match h
+        .msg
+        .request_uri()
+        .filter(|u| !u.contains(&b'@'))
+        .map(parse_uri)
+    {
         Some(Ok(Uri::Sip(s))) => s.user.is_none() && h.core.is_myself_sip(&s),
         _ => false,
     };
@@ -102,4 +109,33 @@ pub fn loose_route(h: &mut Host<'_>, _args: &[Arg<'_>], _st: &mut MsgState) -> i
     }
     h.routes_stripped = stripped;
     1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `loose_route` skips parsing a Request-URI with '@': such a URI never parses as a
+    /// SIP URI without a user part.
+    #[test]
+    fn a_uri_with_an_at_sign_is_never_a_sip_uri_without_user() {
+        for u in [
+            "sip:alice@192.0.2.1",
+            "sip:alice:pw@192.0.2.1:5060;lr",
+            "sip:192.0.2.1;x=a@b",
+            "sip:192.0.2.1?h=a@b",
+            "sip:@192.0.2.1",
+            "sips:a@b@c",
+            "sip:[2001:db8::1]@x",
+        ] {
+            let u = u.as_bytes();
+            assert!(u.contains(&b'@'));
+            let no_user = matches!(parse_uri(u), Ok(Uri::Sip(s)) if s.user.is_none());
+            assert!(!no_user, "{}", String::from_utf8_lossy(u));
+        }
+        match parse_uri(b"sip:192.0.2.1:5060;lr") {
+            Ok(Uri::Sip(s)) => assert!(s.user.is_none()),
+            other => panic!("{other:?}"),
+        }
+    }
 }

@@ -474,6 +474,18 @@ impl ScriptHost for Host<'_> {
     fn is_myself(&mut self, uri: &str) -> bool {
         self.core.is_myself(uri.as_bytes())
     }
+
+    /// `$tt` non-empty, without copying the tag out: a To that does not parse or has no
+    /// (or an empty) tag is `false`, as `$tt` is then null or empty.
+    fn has_totag(&mut self) -> Option<bool> {
+        Some(
+            self.msg
+                .to()
+                .ok()
+                .and_then(|t| t.tag())
+                .is_some_and(|t| !t.is_empty()),
+        )
+    }
 }
 
 /// A tiny stack-first collection of header lines (most headers occur a few times).

@@ -2,7 +2,8 @@
 //! one core, and owns the shard's transaction table, its per-transaction script state and
 //! its suspended `async()` continuations. A reader finds a message's whole path here:
 //!
-//! - [`shard::Shard::on_datagram`]: parse (RFC 3261 §7), validate (§8.2, §16.3), then
+//! - [`shard::Shard::on_datagram`]: parse (RFC 3261 §7), check what a proxy interprets
+//!   ([`shard::check_request`], §8.2, §16.3), then
 //!   a request goes to transaction matching (§17.2.3) or the script's request route, a
 //!   response to its client transaction (§17.1.3) or to stateless forwarding (§16.11).
 //! - [`host::Host`]: what the script sees — pseudo-variables over the message, and the

@@ -39,6 +39,7 @@ use crate::script::{
     interp::{MsgState, Outcome},
     Interpreter, RouteId,
 };
+use crate::sip::message::Invalid;
 use crate::sip::{parse_uri, write_reply, HeaderName, Message, Method, ReplySpec, Uri};
 use crate::txn::{Action, BranchIdx, Event, Response, TimerId, TxnId, TxnKind};
 
@@ -128,8 +129,9 @@ struct TimerSlot {
 /// Script and routing state kept with a transaction.
 pub struct TxnCtx {
     pub generation: u32,
-    /// The request as the request route left it (edits included).
-    pub request: Message,
+    /// The request as the request route left it (edits included). Boxed: the context
+    /// moves in and out of its slot, and a `Message` is about 2 KiB.
+    pub request: Box<Message>,
     /// AVPs and flags across routes and suspensions (`None` while a route runs).
     pub state: Option<MsgState>,
     pub rx: Rx,
@@ -218,7 +220,7 @@ impl TxnCtx {
         op: Option<u64>,
         carry: Carry,
     ) -> bool {
-        self.request = msg;
+        *self.request = msg;
         self.state = Some(st);
         self.armed = armed;
         match (outcome, op) {
@@ -468,7 +470,7 @@ impl Shard {
 
     /// Every datagram on any of this shard's sockets.
     pub fn on_datagram(&mut self, data: &[u8], rx: Rx) {
-        let msg = match Message::parse_datagram(Bytes::copy_from_slice(data)) {
+        let mut msg = match Message::parse_datagram(Bytes::copy_from_slice(data)) {
             Ok(m) => m,
             Err(e) => {
                 self.core.stats.parse_errors += 1;
@@ -479,14 +481,14 @@ impl Shard {
         if msg.is_request() {
             self.on_request(msg, rx);
         } else {
-            self.on_response(msg, rx);
+            self.on_response(&mut msg, rx);
         }
     }
 
     fn on_request(&mut self, mut msg: Message, rx: Rx) {
         let core = &mut self.core;
         core.stats.requests += 1;
-        if let Err(e) = msg.validate() {
+        if let Err(e) = check_request(&msg) {
             core.stats.rejected_requests += 1;
             let code = e.status_code();
             core.reply_stateless(&msg, rx, code, reason_of(code));
@@ -538,14 +540,16 @@ impl Shard {
         self.run_deferred();
     }
 
-    fn on_response(&mut self, msg: Message, rx: Rx) {
+    fn on_response(&mut self, msg: &mut Message, rx: Rx) {
         self.core.stats.responses += 1;
         self.route_response(msg, rx);
     }
 
     /// A response's path: to the shard that owns its transaction, to the transaction's
-    /// onreply routes, or forwarded statelessly when it matches none.
-    fn route_response(&mut self, msg: Message, rx: Rx) {
+    /// onreply routes, or forwarded statelessly when it matches none. The reply is
+    /// borrowed along this path (a `Message` is about 2 KiB; moving it costs a copy) and
+    /// copied only when an onreply route suspends and holds it.
+    fn route_response(&mut self, msg: &mut Message, rx: Rx) {
         let core = &mut self.core;
         let Some(status) = msg.status_code() else {
             return;
@@ -617,7 +621,7 @@ impl Shard {
         &mut self,
         m: crate::txn::ResponseMatch,
         status: u16,
-        mut msg: Message,
+        msg: &mut Message,
         rx: Rx,
         routes: [Option<RouteId>; 2],
         queued: Vec<(Bytes, Rx)>,
@@ -633,7 +637,7 @@ impl Shard {
             };
             // `$var`s of the request route are not visible in a reply route.
             st.reset_vars();
-            let mut host = Host::new(&mut self.core, &mut msg, rx, RouteKind::Reply);
+            let mut host = Host::new(&mut self.core, msg, rx, RouteKind::Reply);
             host.txn = Some(id);
             host.branch_idx = i32::from(m.branch.0);
             let outcome = self.interp.run(&script, route, &mut st, &mut host);
@@ -654,7 +658,7 @@ impl Shard {
                         resume,
                         carry: Carry::default(),
                         reply: Some(Box::new(HeldReply {
-                            msg,
+                            msg: msg.clone(),
                             rx,
                             matched: m,
                             status,
@@ -677,7 +681,7 @@ impl Shard {
 
     /// Hands a reply (its onreply routes done) to its transaction, which relays or
     /// absorbs it (RFC 3261 §16.7).
-    fn relay_reply(&mut self, m: crate::txn::ResponseMatch, status: u16, mut msg: Message) {
+    fn relay_reply(&mut self, m: crate::txn::ResponseMatch, status: u16, msg: &mut Message) {
         let id = m.txn;
         let core = &mut self.core;
         if msg.strip_top_via().is_err() {
@@ -702,7 +706,7 @@ impl Shard {
     fn release_queued(&mut self, queued: Vec<(Bytes, Rx)>) {
         for (bytes, rx) in queued {
             match Message::parse_datagram(bytes) {
-                Ok(msg) => self.route_response(msg, rx),
+                Ok(mut msg) => self.route_response(&mut msg, rx),
                 Err(e) => tracing::debug!("queued reply no longer parses: {e}"),
             }
         }
@@ -788,7 +792,7 @@ impl Shard {
         }
         let route = ctx.armed.on_failure.take();
         let rx = ctx.rx;
-        let mut msg = ctx.request.clone();
+        let mut msg = (*ctx.request).clone();
         let mut st = ctx.state.take().unwrap_or_else(|| MsgState::new(&script));
         if let Some(t) = self.core.table.get_mut(id) {
             t.set_on_failure(false);
@@ -815,7 +819,7 @@ impl Shard {
                         carry,
                         reply: None,
                     });
-                    ctx.request = msg;
+                    *ctx.request = msg;
                     ctx.state = Some(st);
                     return;
                 }
@@ -946,7 +950,7 @@ impl Shard {
         } else {
             RouteKind::Request
         };
-        let mut msg = ctx.request.clone();
+        let mut msg = (*ctx.request).clone();
         let mut st = ctx.state.take().unwrap_or_else(|| MsgState::new(&script));
         let mut host = Host::new(&mut self.core, &mut msg, rx, kind);
         host.txn = Some(id);
@@ -1044,7 +1048,7 @@ impl Shard {
                 });
             }
             (Outcome::Drop, _) if status < 200 => self.release_queued(queued),
-            _ => self.reply_routes(matched, status, msg, rx, [then, None], queued),
+            _ => self.reply_routes(matched, status, &mut msg, rx, [then, None], queued),
         }
     }
 }
@@ -1070,7 +1074,7 @@ impl Shard {
                 let msg = held.msg.clone();
                 (msg, held.rx, RouteKind::Reply, Some(held))
             }
-            None => (ctx.request.clone(), ctx.rx, RouteKind::Request, None),
+            None => ((*ctx.request).clone(), ctx.rx, RouteKind::Request, None),
         };
         let mut host = Host::new(&mut self.core, &mut msg, rx, kind);
         host.txn = Some(id);
@@ -1098,7 +1102,7 @@ impl Shard {
                 let reply = match held {
                     Some(h) => Some(Box::new(HeldReply { msg, ..h })),
                     None => {
-                        ctx.request = msg;
+                        *ctx.request = msg;
                         None
                     }
                 };
@@ -1111,7 +1115,7 @@ impl Shard {
             }
             (Outcome::Drop, _, Some(h)) if h.status < 200 => self.release_queued(h.queued),
             (_, _, Some(h)) => {
-                self.core.forward_response_stateless(msg, h.rx);
+                self.core.forward_response_stateless(&mut msg, h.rx);
                 self.release_queued(h.queued);
             }
             (_, _, None) => {}
@@ -1376,7 +1380,7 @@ impl Core {
         let to_tag = self.new_tag();
         *self.ctxs.slot(id.index as usize) = Some(TxnCtx {
             generation: id.generation,
-            request: msg.clone(),
+            request: Box::new(msg.clone()),
             state: None,
             rx,
             upstream: Self::upstream_of(msg, rx),
@@ -1867,7 +1871,7 @@ impl Core {
 
     /// Forwards a response that matches no transaction by its Via (RFC 3261 §16.11 /
     /// §18.2.2): our Via on top is removed and the response goes to the next one.
-    fn forward_response_stateless(&mut self, mut msg: Message, rx: Rx) {
+    fn forward_response_stateless(&mut self, msg: &mut Message, rx: Rx) {
         let ours = msg
             .top_via()
             .ok()
@@ -1993,11 +1997,85 @@ impl Core {
 pub fn next_hop<'a>(msg: &'a Message, du: Option<&'a str>, routes_stripped: usize) -> &'a [u8] {
     match du {
         Some(d) => d.as_bytes(),
-        None => match msg.routes().nth(routes_stripped) {
+        // Only the chosen Route value is parsed: the ones before it (ours, removed by
+        // `loose_route()`) are skipped as text.
+        None => match msg
+            .header_values(HeaderName::Route)
+            .nth(routes_stripped)
+            .map(|v| crate::sip::header::parse_name_addr(v, HeaderName::Route))
+        {
             Some(Ok(r)) => r.uri,
             _ => msg.request_uri().unwrap_or(b""),
         },
     }
+}
+
+/// The checks a proxy makes on a request before acting on it (RFC 3261 §16.3, §8.2;
+/// RFC 4475 §3.1.2): the SIP version, single-valued headers not repeated, and a typed
+/// parse of what the proxy itself interprets — the top Via (transaction matching and
+/// the response path), From, To, Call-ID, CSeq (its method equal to the request's),
+/// Max-Forwards, Expires, Route (loose routing), Date, and no `?headers` in the
+/// Request-URI. Lower Via values, Contact and Record-Route are forwarded unchanged
+/// and not parsed here (§16.3: a proxy checks only the parts it interprets); a route
+/// script that reads them sees their parse errors through its accessors. This is
+/// [`Message::validate`] without those three, and reports the same [`Invalid`] for
+/// everything it does check. The parses of the top Via, From, To and CSeq are cached
+/// in the message for the rest of its processing.
+pub fn check_request(msg: &Message) -> Result<(), Invalid> {
+    let (major, minor) = msg.version();
+    if (major, minor) != (2, 0) {
+        return Err(Invalid::UnsupportedVersion { major, minor });
+    }
+    for h in [
+        HeaderName::From,
+        HeaderName::To,
+        HeaderName::CallId,
+        HeaderName::CSeq,
+        HeaderName::MaxForwards,
+        HeaderName::Expires,
+    ] {
+        if msg.count(h) > 1 {
+            return Err(Invalid::RepeatedHeader(h));
+        }
+    }
+    // The top Via, as `Message::validate` sees it (the first comma-separated value of
+    // the Via lines), parsed once through the message's cache.
+    if msg.header_values(HeaderName::Via).next().is_some() {
+        msg.top_via().map_err(Invalid::Header)?;
+    }
+    if msg.header(HeaderName::From).is_some() {
+        msg.from().map_err(Invalid::Header)?;
+    }
+    if msg.header(HeaderName::To).is_some() {
+        msg.to().map_err(Invalid::Header)?;
+    }
+    if msg.header(HeaderName::CallId).is_some() {
+        msg.call_id().map_err(Invalid::Header)?;
+    }
+    if msg.header(HeaderName::CSeq).is_some() {
+        let cseq = msg.cseq().map_err(Invalid::Header)?;
+        if msg.is_request() && cseq.method_text != msg.method_text() {
+            return Err(Invalid::CSeqMethodMismatch);
+        }
+    }
+    msg.max_forwards().map_err(Invalid::Header)?;
+    msg.expires().map_err(Invalid::Header)?;
+    for r in msg.routes() {
+        r.map_err(Invalid::Header)?;
+    }
+    if let Some(d) = msg.header(HeaderName::Date) {
+        crate::sip::header::check_date(d).map_err(Invalid::Header)?;
+    }
+    // URI headers need a '?' (RFC 3261 §19.1.1): without one the Request-URI is not
+    // parsed again (`Message::parse` checked its syntax already).
+    if let Some(u) = msg.original_request_uri().filter(|u| u.contains(&b'?')) {
+        if let Ok(Uri::Sip(s)) = parse_uri(u) {
+            if s.headers.is_some() {
+                return Err(Invalid::RequestUriHeaders);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Where a locally built reply is written and sent from: borrows of the [`Core`]'s
@@ -2152,6 +2230,102 @@ fn deliver_resolution(me: Weak<RefCell<Shard>>, id: TxnId, m: Message, r: Resolv
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An INVITE with `extra` header lines, `ruri` as its Request-URI and `cseq_method`.
+    fn invite(ruri: &str, cseq_method: &str, extra: &str) -> Message {
+        let text = format!(
+            "INVITE {ruri} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKcheck1\r\n\
+             {extra}\
+             Max-Forwards: 70\r\n\
+             From: <sip:alice@example.com>;tag=a1\r\n\
+             To: <sip:bob@example.com>\r\n\
+             Call-ID: check-1@192.0.2.1\r\n\
+             CSeq: 1 {cseq_method}\r\n\
+             Contact: <sip:alice@192.0.2.1>\r\n\
+             Content-Length: 0\r\n\r\n"
+        );
+        Message::parse_datagram(Bytes::from(text)).expect("the test message parses")
+    }
+
+    #[test]
+    fn check_request_accepts_a_well_formed_request() {
+        for ruri in ["sip:bob@192.0.2.2", "sip:a?b@192.0.2.2", "sip:192.0.2.2;lr"] {
+            let m = invite(ruri, "INVITE", "Route: <sip:192.0.2.9;lr>\r\n");
+            assert_eq!(m.validate(), Ok(()), "{ruri}");
+            assert_eq!(check_request(&m), Ok(()), "{ruri}");
+        }
+    }
+
+    /// What the proxy interprets is rejected exactly as `Message::validate` rejects it.
+    #[test]
+    fn check_request_rejects_what_validate_rejects_in_the_parts_a_proxy_reads() {
+        let cases = [
+            (
+                "sip:bob@192.0.2.2",
+                "INVITE",
+                "From: <sip:x@example.com>;tag=2\r\n",
+            ),
+            (
+                "sip:bob@192.0.2.2",
+                "INVITE",
+                "Call-ID: second@192.0.2.1\r\n",
+            ),
+            ("sip:bob@192.0.2.2", "BYE", ""),
+            ("sip:bob@192.0.2.2", "INVITE", "Max-Forwards: lots\r\n"),
+            (
+                "sip:bob@192.0.2.2",
+                "INVITE",
+                "Route: sip:192.0.2.9;lr>\r\n",
+            ),
+            ("sip:bob@192.0.2.2", "INVITE", "Expires: soon\r\n"),
+            ("sip:bob@192.0.2.2?Subject=hi", "INVITE", ""),
+            ("sip:a?b@192.0.2.2?Subject=hi", "INVITE", ""),
+        ];
+        for (ruri, method, extra) in cases {
+            let m = invite(ruri, method, extra);
+            let want = m.validate();
+            assert!(want.is_err(), "{ruri} {method} {extra:?}");
+            assert_eq!(check_request(&m), want, "{ruri} {method} {extra:?}");
+        }
+        // A malformed top Via (the transaction key): same verdict too.
+        let text = "OPTIONS sip:bob@192.0.2.2 SIP/2.0\r\nVia: SIP/2.0/UDP ;branch=z9hG4bKx\r\n\
+                    Max-Forwards: 70\r\nFrom: <sip:a@example.com>;tag=1\r\n\
+                    To: <sip:b@example.com>\r\nCall-ID: v@1\r\nCSeq: 1 OPTIONS\r\n\
+                    Content-Length: 0\r\n\r\n";
+        let m = Message::parse_datagram(Bytes::from_static(text.as_bytes())).expect("parses");
+        assert!(m.validate().is_err());
+        assert_eq!(check_request(&m), m.validate());
+    }
+
+    /// Contact, Record-Route and the Vias below the top one are forwarded unchanged and
+    /// not checked (RFC 3261 §16.3), where `Message::validate` refuses them.
+    #[test]
+    fn check_request_leaves_what_the_proxy_does_not_read_to_the_next_hop() {
+        for extra in [
+            "Contact: <sip:alice@192.0.2.1\r\n",
+            "Record-Route: <sip:192.0.2.7;lr\r\n",
+            "Via: SIP/2.0/UDP ;branch=z9hG4bKlower\r\n",
+        ] {
+            let m = invite("sip:bob@192.0.2.2", "INVITE", extra);
+            assert!(m.validate().is_err(), "{extra:?}");
+            assert_eq!(check_request(&m), Ok(()), "{extra:?}");
+        }
+    }
+
+    /// `next_hop` parses only the Route value it returns.
+    #[test]
+    fn next_hop_is_the_first_route_left_or_the_request_uri() {
+        let m = invite(
+            "sip:bob@192.0.2.2",
+            "INVITE",
+            "Route: <sip:192.0.2.9;lr>, <sip:192.0.2.10;lr>\r\n",
+        );
+        assert_eq!(next_hop(&m, None, 0), b"sip:192.0.2.9;lr");
+        assert_eq!(next_hop(&m, None, 1), b"sip:192.0.2.10;lr");
+        assert_eq!(next_hop(&m, None, 2), b"sip:bob@192.0.2.2");
+        assert_eq!(next_hop(&m, Some("192.0.2.3:5070"), 0), b"192.0.2.3:5070");
+    }
 
     #[test]
     fn text_helpers_write_what_the_formatter_writes() {

@@ -123,6 +123,12 @@ pub trait ScriptHost {
     ) -> i32;
     /// Whether `host` (a URI or host[:port]) is one of this proxy's addresses or aliases.
     fn is_myself(&mut self, uri: &str) -> bool;
+    /// `has_totag()` answered directly from the message, when the host can do that more
+    /// cheaply than through `$tt`: `Some(true)` exactly when `$tt` reads as a non-empty
+    /// string. `None` (the default) makes the interpreter read `$tt`.
+    fn has_totag(&mut self) -> Option<bool> {
+        None
+    }
 }
 
 /// The script state of one message (one transaction across suspensions).
@@ -838,6 +844,9 @@ impl Interpreter {
                 }
             }
             CoreFn::HasTotag => {
+                if let Some(hit) = host.has_totag() {
+                    return Ok(if hit { 1 } else { -1 });
+                }
                 let start = self.arena.len();
                 let got = host.pv_get(&MsgPv::Tt, PvIndex::None, &mut self.arena);
                 let hit = got == PvGot::Str && self.arena.len() > start;
