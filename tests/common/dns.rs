@@ -116,13 +116,16 @@ impl FakeDns {
                             m.add_authority(soa(&qname));
                         }
                         Some(Entry::Records { records, delay: d }) => {
-                            delay = d;
+                            // The delay applies to answers with records; NODATA for
+                            // the name's other types goes at once.
                             let mut any = false;
                             for r in records.into_iter().filter(|r| r.record_type() == qtype) {
                                 any = true;
                                 m.add_answer(r);
                             }
-                            if !any {
+                            if any {
+                                delay = d;
+                            } else {
                                 m.add_authority(soa(&qname));
                             }
                         }
@@ -167,7 +170,8 @@ impl FakeDns {
     }
 
     /// Answers queries for `host` with those of `records` whose type is asked for (their
-    /// owner names are the records' own), `delay` after each query; NODATA if none match.
+    /// owner names are the records' own), `delay` after each such query; NODATA at once
+    /// if none match.
     pub fn set_records(&self, host: &str, records: Vec<Record>, delay: Duration) {
         self.zone
             .lock()
