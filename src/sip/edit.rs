@@ -10,7 +10,7 @@
 
 use super::header::HeaderName;
 use super::message::Message;
-use super::scan::{span_of, CommaSplit, Span};
+use super::scan::{CommaSplit, Span};
 use super::uri::{parse_uri, Uri, UriError};
 
 /// The largest number of pending edits on one message.
@@ -413,10 +413,12 @@ impl Message {
         let value = e.value.get(&self.buf);
         let mut it = CommaSplit::new(value);
         let _first = it.next();
-        match it.next() {
+        // Only where the second value starts matters, not its extent.
+        match it.next_start() {
             None => self.edits.record(e.line, &[]).map(drop),
             Some(second) => {
-                let end = span_of(&self.buf, second).ok_or(EditError::Overlap)?.start;
+                let end = u16::try_from(usize::from(e.value.start) + second)
+                    .map_err(|_| EditError::Overlap)?;
                 self.edits
                     .record(
                         Span {
