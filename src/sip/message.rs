@@ -306,13 +306,19 @@ impl<'a> Iterator for HeaderValues<'a> {
 
     fn next(&mut self) -> Option<&'a [u8]> {
         loop {
-            if let Some(v) = self.split.next() {
-                return Some(v);
+            if !self.split.is_done() {
+                if let Some(v) = self.split.next() {
+                    return Some(v);
+                }
             }
-            let (e, rest) = self.entries.split_first()?;
-            self.entries = rest;
-            if e.name == self.name {
-                self.split = CommaSplit::new(e.value.get(self.buf));
+            // the next line of this header
+            loop {
+                let (e, rest) = self.entries.split_first()?;
+                self.entries = rest;
+                if e.name == self.name {
+                    self.split = CommaSplit::new(e.value.get(self.buf));
+                    break;
+                }
             }
         }
     }
@@ -505,7 +511,7 @@ impl Message {
             // Offsets below are relative to the line. Name: a token, optional SP/HT, then the
             // colon. Checked here, reported after the line's framing (so a line that is both
             // unframed and nameless reports the framing error first).
-            let name_len = scan::token_end(line, 0);
+            let name_len = scan::name_end(line);
             let mut colon = name_len;
             while matches!(line.get(colon), Some(b' ' | b'\t')) {
                 colon += 1;
