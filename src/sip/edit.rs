@@ -208,31 +208,35 @@ impl Edits {
         self.ops().iter().find(|op| op.at == at && !at.is_empty())
     }
 
-    /// The edits in application order (position, then recording order).
-    fn sorted(&self) -> ([u8; MAX_EDITS], usize) {
-        let mut idx = [0u8; MAX_EDITS];
-        let n = usize::from(self.n);
-        for (i, slot) in idx.iter_mut().enumerate().take(n) {
-            *slot = u8::try_from(i).unwrap_or(0);
+    /// The edits in application order (position, then recording order), as sort keys:
+    /// position in bits 40.., recording sequence in bits 8..24, op index in the low byte.
+    fn sorted(&self) -> ([u64; MAX_EDITS], usize) {
+        let mut keys = [0u64; MAX_EDITS];
+        let n = usize::from(self.n).min(MAX_EDITS);
+        for (i, (k, op)) in keys.iter_mut().zip(self.ops.iter()).take(n).enumerate() {
+            // seq < 2^16 (a wrapped u16), i < MAX_EDITS
+            *k = (u64::from(op.at.start) << 40) | (u64::from(op.seq & 0xffff) << 8) | i as u64;
         }
-        let key = |i: u8| {
-            self.ops
-                .get(usize::from(i))
-                .map_or((u16::MAX, u32::MAX), |o| (o.at.start, o.seq))
-        };
         // insertion sort: n <= MAX_EDITS
         for i in 1..n {
+            let Some(&k) = keys.get(i) else { break };
             let mut j = i;
             while j > 0 {
-                let (a, b) = (idx.get(j - 1).copied(), idx.get(j).copied());
-                match (a, b) {
-                    (Some(a), Some(b)) if key(a) > key(b) => idx.swap(j - 1, j),
+                match keys.get(j - 1) {
+                    Some(&prev) if prev > k => {
+                        if let Some(slot) = keys.get_mut(j) {
+                            *slot = prev;
+                        }
+                        j -= 1;
+                    }
                     _ => break,
                 }
-                j -= 1;
+            }
+            if let Some(slot) = keys.get_mut(j) {
+                *slot = k;
             }
         }
-        (idx, n)
+        (keys, n)
     }
 }
 
@@ -632,8 +636,8 @@ impl Message {
         let buf: &[u8] = &self.buf;
         let (order, n) = self.edits.sorted();
         let mut cursor = 0usize;
-        for &i in order.iter().take(n) {
-            let Some(op) = self.edits.ops.get(usize::from(i)) else {
+        for &k in order.iter().take(n) {
+            let Some(op) = self.edits.ops.get((k & 0xff) as usize) else {
                 continue;
             };
             let start = usize::from(op.at.start);

@@ -9,7 +9,7 @@ use super::scan::{
     self, find_param, is_lws, is_token, parse_u64, quoted_end, skip_lws, token_end, trim_lws,
     Params,
 };
-use super::uri::{is_v6_text, parse_uri, Uri, UriError};
+use super::uri::{is_v6_text, parse_uri, validate_uri, Uri, UriError};
 
 macro_rules! header_names {
     ($($variant:ident => $canon:literal $(, $compact:literal)?;)*) => {
@@ -644,7 +644,7 @@ pub fn parse_name_addr(v: &[u8], h: HeaderName) -> Result<NameAddr<'_>, HeaderEr
         }
         after = end;
     }
-    parse_uri(uri).map_err(|u| HeaderError::new(h, HeaderErrorKind::Uri(u)))?;
+    validate_uri(uri).map_err(|u| HeaderError::new(h, HeaderErrorKind::Uri(u)))?;
     let rest = v.get(after..).unwrap_or(&[]);
     check_generic_params(rest).map_err(|_| e())?;
     Ok(NameAddr {

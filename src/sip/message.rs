@@ -19,7 +19,7 @@ use super::header::{
     Via,
 };
 use super::scan::{self, span_of, CommaSplit, Span};
-use super::uri::{parse_uri, Uri, UriError};
+use super::uri::{parse_uri, validate_uri, Uri, UriError};
 
 /// The largest message the parser accepts (spans are `u16`).
 pub const MAX_MESSAGE_LEN: usize = u16::MAX as usize;
@@ -427,7 +427,7 @@ fn parse_start_line(line: &[u8], base: usize) -> Result<(StartLine, (u16, u16)),
     if uri.is_empty() {
         return Err(start_fault(StartLineFault::RequestUri(UriError::Empty)));
     }
-    parse_uri(uri).map_err(|e| start_fault(StartLineFault::RequestUri(e)))?;
+    validate_uri(uri).map_err(|e| start_fault(StartLineFault::RequestUri(e)))?;
     let version = parse_version(version_txt).ok_or(start_fault(StartLineFault::Version))?;
     let method_span = Span::new(base, base + sp1).ok_or(start_fault(StartLineFault::Method))?;
     let ustart = base + sp1 + 1;

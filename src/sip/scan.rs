@@ -49,6 +49,7 @@ impl Span {
 }
 
 /// Offset of `sub` inside `base`, when `sub` is a subslice of it.
+#[cfg(test)]
 pub(crate) fn offset_in(base: &[u8], sub: &[u8]) -> Option<usize> {
     let b = base.as_ptr() as usize;
     let s = sub.as_ptr() as usize;
@@ -60,9 +61,20 @@ pub(crate) fn offset_in(base: &[u8], sub: &[u8]) -> Option<usize> {
 }
 
 /// Span of `sub` inside `base` (`sub` must be a subslice of `base`).
+#[inline]
 pub(crate) fn span_of(base: &[u8], sub: &[u8]) -> Option<Span> {
-    let start = offset_in(base, sub)?;
-    Span::new(start, start + sub.len())
+    // Address arithmetic only (no dereference): a `sub` outside `base` either wraps below
+    // `start` or ends past `base.len()`.
+    let start = (sub.as_ptr() as usize).wrapping_sub(base.as_ptr() as usize);
+    let end = start.wrapping_add(sub.len());
+    if start <= end && end <= base.len() && end <= usize::from(u16::MAX) {
+        Some(Span {
+            start: start as u16,
+            end: end as u16,
+        })
+    } else {
+        None
+    }
 }
 
 const LO: u64 = 0x0101_0101_0101_0101;

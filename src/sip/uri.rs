@@ -386,6 +386,18 @@ fn check_escaped(s: &[u8], set: u8, bad: UriError) -> Result<(), UriError> {
 /// into the structured parse, whose character sets all exclude those bytes: it only runs
 /// when the structured parse fails, to tell `BadChar` from the structured error.
 pub fn parse_uri(s: &[u8]) -> Result<Uri<'_>, UriError> {
+    parse_uri_inline(s)
+}
+
+/// Checks that `s` parses as [`parse_uri`] would, with the same error, without handing the
+/// parts back (the message parser and the name-addr parser only validate). The parse is
+/// inlined here so the unused parts are never assembled.
+pub(crate) fn validate_uri(s: &[u8]) -> Result<(), UriError> {
+    parse_uri_inline(s).map(drop)
+}
+
+#[inline(always)]
+fn parse_uri_inline(s: &[u8]) -> Result<Uri<'_>, UriError> {
     let mut colon = 0;
     while s.get(colon).is_some_and(|&c| class(c) & SCHEME != 0) {
         colon += 1;
@@ -442,6 +454,7 @@ pub fn parse_uri(s: &[u8]) -> Result<Uri<'_>, UriError> {
 /// headers). Most URIs start with a hostname or a user made of hostname characters, so the
 /// first scan reads a hostname: stopping at `@` it was the user; stopping at `:`, `;`, `?`
 /// or the end with no `@` further on it was the host. Anything else takes the general path.
+#[inline(always)]
 fn parse_sip(s: &[u8], secure: bool) -> Result<SipUri<'_>, UriError> {
     let (end, digits_dots) = hostname_end(s, 0);
     match s.get(end) {
@@ -494,6 +507,7 @@ fn parse_sip_general(s: &[u8], secure: bool) -> Result<SipUri<'_>, UriError> {
 }
 
 /// Host (hostname, IPv4 or `[IPv6]`), then port, parameters and headers.
+#[inline(always)]
 fn parse_hostport<'a>(
     hostpart: &'a [u8],
     secure: bool,
@@ -526,6 +540,7 @@ fn parse_hostport<'a>(
 /// What follows the host: `[":" port]`, then `;`-parameters up to the first `?`, then
 /// headers. Text before the first `;` can only follow a bracketed host (`[::1]x`): accepted
 /// unchecked, except for the forbidden characters.
+#[inline(always)]
 fn parse_port_params<'a>(
     mut rest: &'a [u8],
     secure: bool,
