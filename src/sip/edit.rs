@@ -87,6 +87,10 @@ pub struct Edits {
     /// Index of an inserted (not replaced) Content-Length / Content-Type, for set_body.
     cl_insert: Option<u8>,
     ct_insert: Option<u8>,
+    /// True while the ops, in index order, are already in application order (position, then
+    /// recording order): the usual case of a proxy editing top to bottom, written without a
+    /// sort.
+    in_order: bool,
 }
 
 impl Default for Edits {
@@ -100,6 +104,7 @@ impl Default for Edits {
             spill: Vec::new(),
             cl_insert: None,
             ct_insert: None,
+            in_order: true,
         }
     }
 }
@@ -180,9 +185,20 @@ impl Edits {
         let seq = self.seq;
         self.seq = self.seq.wrapping_add(1);
         let idx = match same {
-            Some(i) => i,
+            Some(i) => {
+                // a replaced op takes a new sequence number: its place may change
+                self.in_order = false;
+                i
+            }
             None => {
                 let i = usize::from(self.n);
+                if let Some(last) = i.checked_sub(1).and_then(|l| self.ops.get(l)) {
+                    // the new op (position at.start, newest sequence) goes last unless an
+                    // earlier one starts after it
+                    if last.at.start > at.start {
+                        self.in_order = false;
+                    }
+                }
                 self.n += 1;
                 i
             }
@@ -209,6 +225,7 @@ impl Edits {
     }
 
     /// The edits in application order (position, then recording order), as sort keys:
+    /// (sorted only when recording did not keep them in order)
     /// position in bits 40.., recording sequence in bits 8..24, op index in the low byte.
     fn sorted(&self) -> ([u64; MAX_EDITS], usize) {
         let mut keys = [0u64; MAX_EDITS];
@@ -216,6 +233,9 @@ impl Edits {
         for (i, (k, op)) in keys.iter_mut().zip(self.ops.iter()).take(n).enumerate() {
             // seq < 2^16 (a wrapped u16), i < MAX_EDITS
             *k = (u64::from(op.at.start) << 40) | (u64::from(op.seq & 0xffff) << 8) | i as u64;
+        }
+        if self.in_order {
+            return (keys, n);
         }
         // insertion sort: n <= MAX_EDITS
         for i in 1..n {
@@ -241,7 +261,7 @@ impl Edits {
 }
 
 fn check_value(v: &[u8]) -> Result<(), EditError> {
-    if memchr::memchr3(b'\r', b'\n', 0, v).is_some() {
+    if super::scan::find_cr_lf_nul(v).is_some() {
         Err(EditError::BadHeader)
     } else {
         Ok(())

@@ -107,6 +107,31 @@ pub fn find_byte(needle: u8, s: &[u8]) -> Option<usize> {
     }
 }
 
+/// Index of the first CR, LF or NUL in `s` (what no header text may hold).
+#[inline]
+pub fn find_cr_lf_nul(s: &[u8]) -> Option<usize> {
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    {
+        use std::arch::x86_64::{_mm_movemask_epi8, _mm_or_si128};
+        let at = block::first_hit(
+            s,
+            0,
+            // SAFETY: SSE2 is enabled for this build (the cfg above); these intrinsics only
+            // compute on registers.
+            |v| unsafe {
+                let m = _mm_or_si128(block::eq(v, b'\r'), block::eq(v, b'\n'));
+                _mm_movemask_epi8(_mm_or_si128(m, block::eq(v, 0))) as u32
+            },
+            |c| matches!(c, b'\r' | b'\n' | 0),
+        );
+        (at < s.len()).then_some(at)
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+    {
+        s.iter().position(|&c| matches!(c, b'\r' | b'\n' | 0))
+    }
+}
+
 /// Index of the first `"`, `<`, `>` or `,` in `s` at or after `from` (`s.len()` if none):
 /// the bytes [`CommaSplit`] acts on.
 #[inline]
@@ -586,6 +611,20 @@ mod tests {
                     assert_eq!(name_end(&s), token_end(&s, 0), "{c:#x} at {at} of {n}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn cr_lf_nul_found_anywhere() {
+        for n in [0usize, 1, 15, 16, 17, 40] {
+            for at in 0..n {
+                for c in [b'\r', b'\n', 0] {
+                    let mut s = vec![b'v'; n];
+                    s[at] = c;
+                    assert_eq!(find_cr_lf_nul(&s), Some(at), "{c} at {at} of {n}");
+                }
+            }
+            assert_eq!(find_cr_lf_nul(&vec![b'v'; n]), None);
         }
     }
 
