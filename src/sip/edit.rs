@@ -225,7 +225,6 @@ impl Edits {
     }
 
     /// The edits in application order (position, then recording order), as sort keys:
-    /// (sorted only when recording did not keep them in order)
     /// position in bits 40.., recording sequence in bits 8..24, op index in the low byte.
     fn sorted(&self) -> ([u64; MAX_EDITS], usize) {
         let mut keys = [0u64; MAX_EDITS];
@@ -233,9 +232,6 @@ impl Edits {
         for (i, (k, op)) in keys.iter_mut().zip(self.ops.iter()).take(n).enumerate() {
             // seq < 2^16 (a wrapped u16), i < MAX_EDITS
             *k = (u64::from(op.at.start) << 40) | (u64::from(op.seq & 0xffff) << 8) | i as u64;
-        }
-        if self.in_order {
-            return (keys, n);
         }
         // insertion sort: n <= MAX_EDITS
         for i in 1..n {
@@ -654,12 +650,8 @@ impl Message {
     /// Calls `f` with each piece of the edited message, in order.
     fn for_each_piece(&self, mut f: impl FnMut(&[u8])) {
         let buf: &[u8] = &self.buf;
-        let (order, n) = self.edits.sorted();
         let mut cursor = 0usize;
-        for &k in order.iter().take(n) {
-            let Some(op) = self.edits.ops.get((k & 0xff) as usize) else {
-                continue;
-            };
+        let mut apply = |op: &Op| {
             let start = usize::from(op.at.start);
             if start > cursor {
                 f(buf.get(cursor..start).unwrap_or(&[]));
@@ -667,6 +659,16 @@ impl Message {
             }
             f(self.edits.text(op.text));
             cursor = cursor.max(usize::from(op.at.end));
+        };
+        if self.edits.in_order {
+            self.edits.ops().iter().for_each(&mut apply);
+        } else {
+            let (order, n) = self.edits.sorted();
+            for &k in order.iter().take(n) {
+                if let Some(op) = self.edits.ops.get((k & 0xff) as usize) {
+                    apply(op);
+                }
+            }
         }
         f(buf.get(cursor..).unwrap_or(&[]));
     }

@@ -414,6 +414,19 @@ pub fn parse_u64(s: &[u8], max: u64) -> Option<u64> {
     if s.is_empty() {
         return None;
     }
+    if s.len() <= 18 {
+        // at most 18 digits: below 10^18, no overflow; the value only grows, so comparing
+        // once at the end is the same as after every digit
+        let mut v: u64 = 0;
+        for &c in s {
+            let d = c.wrapping_sub(b'0');
+            if d > 9 {
+                return None;
+            }
+            v = v * 10 + u64::from(d);
+        }
+        return (v <= max).then_some(v);
+    }
     let mut v: u64 = 0;
     for &c in s {
         if !c.is_ascii_digit() {
@@ -714,5 +727,14 @@ mod tests {
         assert_eq!(parse_u64(b"36893488147419103232", u64::MAX), None);
         assert_eq!(parse_u64(b"0068", 255), Some(68));
         assert_eq!(parse_u64(b"", 10), None);
+        assert_eq!(
+            parse_u64(b"999999999999999999", u64::MAX),
+            Some(999_999_999_999_999_999)
+        );
+        assert_eq!(parse_u64(b"18446744073709551615", u64::MAX), Some(u64::MAX));
+        assert_eq!(parse_u64(b"18446744073709551616", u64::MAX), None);
+        assert_eq!(parse_u64(b"256", 255), None);
+        assert_eq!(parse_u64(b"1/", 255), None);
+        assert_eq!(parse_u64(b"1:", 255), None);
     }
 }
