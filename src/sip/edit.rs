@@ -10,7 +10,7 @@
 
 use super::header::HeaderName;
 use super::message::Message;
-use super::scan::{span_of, CommaSplit, Span};
+use super::scan::{CommaSplit, Span};
 use super::uri::{parse_uri, Uri, UriError};
 
 /// The largest number of pending edits on one message.
@@ -87,6 +87,10 @@ pub struct Edits {
     /// Index of an inserted (not replaced) Content-Length / Content-Type, for set_body.
     cl_insert: Option<u8>,
     ct_insert: Option<u8>,
+    /// True while the ops, in index order, are already in application order (position, then
+    /// recording order): the usual case of a proxy editing top to bottom, written without a
+    /// sort.
+    in_order: bool,
 }
 
 impl Default for Edits {
@@ -100,6 +104,7 @@ impl Default for Edits {
             spill: Vec::new(),
             cl_insert: None,
             ct_insert: None,
+            in_order: true,
         }
     }
 }
@@ -180,9 +185,20 @@ impl Edits {
         let seq = self.seq;
         self.seq = self.seq.wrapping_add(1);
         let idx = match same {
-            Some(i) => i,
+            Some(i) => {
+                // a replaced op takes a new sequence number: its place may change
+                self.in_order = false;
+                i
+            }
             None => {
                 let i = usize::from(self.n);
+                if let Some(last) = i.checked_sub(1).and_then(|l| self.ops.get(l)) {
+                    // the new op (position at.start, newest sequence) goes last unless an
+                    // earlier one starts after it
+                    if last.at.start > at.start {
+                        self.in_order = false;
+                    }
+                }
                 self.n += 1;
                 i
             }
@@ -208,36 +224,40 @@ impl Edits {
         self.ops().iter().find(|op| op.at == at && !at.is_empty())
     }
 
-    /// The edits in application order (position, then recording order).
-    fn sorted(&self) -> ([u8; MAX_EDITS], usize) {
-        let mut idx = [0u8; MAX_EDITS];
-        let n = usize::from(self.n);
-        for (i, slot) in idx.iter_mut().enumerate().take(n) {
-            *slot = u8::try_from(i).unwrap_or(0);
+    /// The edits in application order (position, then recording order), as sort keys:
+    /// position in bits 40.., recording sequence in bits 8..24, op index in the low byte.
+    fn sorted(&self) -> ([u64; MAX_EDITS], usize) {
+        let mut keys = [0u64; MAX_EDITS];
+        let n = usize::from(self.n).min(MAX_EDITS);
+        for (i, (k, op)) in keys.iter_mut().zip(self.ops.iter()).take(n).enumerate() {
+            // seq < 2^16 (a wrapped u16), i < MAX_EDITS
+            *k = (u64::from(op.at.start) << 40) | (u64::from(op.seq & 0xffff) << 8) | i as u64;
         }
-        let key = |i: u8| {
-            self.ops
-                .get(usize::from(i))
-                .map_or((u16::MAX, u32::MAX), |o| (o.at.start, o.seq))
-        };
         // insertion sort: n <= MAX_EDITS
         for i in 1..n {
+            let Some(&k) = keys.get(i) else { break };
             let mut j = i;
             while j > 0 {
-                let (a, b) = (idx.get(j - 1).copied(), idx.get(j).copied());
-                match (a, b) {
-                    (Some(a), Some(b)) if key(a) > key(b) => idx.swap(j - 1, j),
+                match keys.get(j - 1) {
+                    Some(&prev) if prev > k => {
+                        if let Some(slot) = keys.get_mut(j) {
+                            *slot = prev;
+                        }
+                        j -= 1;
+                    }
                     _ => break,
                 }
-                j -= 1;
+            }
+            if let Some(slot) = keys.get_mut(j) {
+                *slot = k;
             }
         }
-        (idx, n)
+        (keys, n)
     }
 }
 
 fn check_value(v: &[u8]) -> Result<(), EditError> {
-    if memchr::memchr3(b'\r', b'\n', 0, v).is_some() {
+    if super::scan::find_cr_lf_nul(v).is_some() {
         Err(EditError::BadHeader)
     } else {
         Ok(())
@@ -413,10 +433,12 @@ impl Message {
         let value = e.value.get(&self.buf);
         let mut it = CommaSplit::new(value);
         let _first = it.next();
-        match it.next() {
+        // Only where the second value starts matters, not its extent.
+        match it.next_start() {
             None => self.edits.record(e.line, &[]).map(drop),
             Some(second) => {
-                let end = span_of(&self.buf, second).ok_or(EditError::Overlap)?.start;
+                let end = u16::try_from(usize::from(e.value.start) + second)
+                    .map_err(|_| EditError::Overlap)?;
                 self.edits
                     .record(
                         Span {
@@ -628,12 +650,8 @@ impl Message {
     /// Calls `f` with each piece of the edited message, in order.
     fn for_each_piece(&self, mut f: impl FnMut(&[u8])) {
         let buf: &[u8] = &self.buf;
-        let (order, n) = self.edits.sorted();
         let mut cursor = 0usize;
-        for &i in order.iter().take(n) {
-            let Some(op) = self.edits.ops.get(usize::from(i)) else {
-                continue;
-            };
+        let mut apply = |op: &Op| {
             let start = usize::from(op.at.start);
             if start > cursor {
                 f(buf.get(cursor..start).unwrap_or(&[]));
@@ -641,6 +659,16 @@ impl Message {
             }
             f(self.edits.text(op.text));
             cursor = cursor.max(usize::from(op.at.end));
+        };
+        if self.edits.in_order {
+            self.edits.ops().iter().for_each(&mut apply);
+        } else {
+            let (order, n) = self.edits.sorted();
+            for &k in order.iter().take(n) {
+                if let Some(op) = self.edits.ops.get((k & 0xff) as usize) {
+                    apply(op);
+                }
+            }
         }
         f(buf.get(cursor..).unwrap_or(&[]));
     }

@@ -9,7 +9,7 @@ use super::scan::{
     self, find_param, is_lws, is_token, parse_u64, quoted_end, skip_lws, token_end, trim_lws,
     Params,
 };
-use super::uri::{is_v6_text, parse_uri, Uri, UriError};
+use super::uri::{is_v6_text, parse_uri, validate_uri, Uri, UriError};
 
 macro_rules! header_names {
     ($($variant:ident => $canon:literal $(, $compact:literal)?;)*) => {
@@ -611,7 +611,7 @@ pub fn parse_name_addr(v: &[u8], h: HeaderName) -> Result<NameAddr<'_>, HeaderEr
         true
     } else {
         // Either `token *(LWS token) <` or an addr-spec.
-        match memchr::memchr(b'<', v) {
+        match scan::find_byte(b'<', v) {
             Some(lt) if lt >= i => {
                 let name = trim_lws(v.get(i..lt).unwrap_or(&[]));
                 if !name.iter().all(|&c| is_token(c) || is_lws(c)) {
@@ -627,7 +627,7 @@ pub fn parse_name_addr(v: &[u8], h: HeaderName) -> Result<NameAddr<'_>, HeaderEr
         }
     };
     if angle {
-        let close = memchr::memchr(b'>', v.get(i..).unwrap_or(&[])).ok_or_else(e)? + i;
+        let close = scan::find_byte(b'>', v.get(i..).unwrap_or(&[])).ok_or_else(e)? + i;
         uri = v.get(i + 1..close).ok_or_else(e)?;
         after = close + 1;
     } else {
@@ -644,7 +644,7 @@ pub fn parse_name_addr(v: &[u8], h: HeaderName) -> Result<NameAddr<'_>, HeaderEr
         }
         after = end;
     }
-    parse_uri(uri).map_err(|u| HeaderError::new(h, HeaderErrorKind::Uri(u)))?;
+    validate_uri(uri).map_err(|u| HeaderError::new(h, HeaderErrorKind::Uri(u)))?;
     let rest = v.get(after..).unwrap_or(&[]);
     check_generic_params(rest).map_err(|_| e())?;
     Ok(NameAddr {

@@ -19,7 +19,7 @@ use super::header::{
     Via,
 };
 use super::scan::{self, span_of, CommaSplit, Span};
-use super::uri::{parse_uri, Uri, UriError};
+use super::uri::{parse_uri, validate_uri, Uri, UriError};
 
 /// The largest message the parser accepts (spans are `u16`).
 pub const MAX_MESSAGE_LEN: usize = u16::MAX as usize;
@@ -289,6 +289,62 @@ pub struct HeaderField<'a> {
     pub value: &'a [u8],
 }
 
+/// Every comma-separated value of one header across its lines, in wire order (see
+/// [`Message::header_values`]).
+#[derive(Clone, Debug)]
+pub struct HeaderValues<'a> {
+    buf: &'a [u8],
+    /// The entries not yet visited, from the first line of `name` on.
+    entries: &'a [Entry],
+    name: HeaderName,
+    /// The values left in the line being read.
+    split: CommaSplit<'a>,
+}
+
+impl<'a> Iterator for HeaderValues<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        loop {
+            if !self.split.is_done() {
+                if let Some(v) = self.split.next() {
+                    return Some(v);
+                }
+            }
+            // the next line of this header
+            loop {
+                let (e, rest) = self.entries.split_first()?;
+                self.entries = rest;
+                if e.name == self.name {
+                    self.split = CommaSplit::new(e.value.get(self.buf));
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// The values of a name-addr list header (Route, Record-Route), each parsed as it is
+/// reached. [`Iterator::count`] counts the values without parsing them (a count does not
+/// depend on whether they parse).
+#[derive(Clone, Debug)]
+pub struct NameAddrs<'a> {
+    values: HeaderValues<'a>,
+}
+
+impl<'a> Iterator for NameAddrs<'a> {
+    type Item = Result<NameAddr<'a>, HeaderError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let name = self.values.name;
+        self.values.next().map(|v| header::parse_name_addr(v, name))
+    }
+
+    fn count(self) -> usize {
+        self.values.count()
+    }
+}
+
 /// A parsed SIP message. Owns its buffer; cheap to move into a transaction.
 #[derive(Clone, Debug)]
 pub struct Message {
@@ -333,7 +389,7 @@ fn parse_version(v: &[u8]) -> Option<(u16, u16)> {
 }
 
 fn parse_start_line(line: &[u8], base: usize) -> Result<(StartLine, (u16, u16)), ParseError> {
-    let sp1 = memchr::memchr(b' ', line).ok_or(start_fault(StartLineFault::Version))?;
+    let sp1 = scan::find_byte(b' ', line).ok_or(start_fault(StartLineFault::Version))?;
     let first = line.get(..sp1).unwrap_or(&[]);
     let rest = line.get(sp1 + 1..).unwrap_or(&[]);
     if first.len() > 4
@@ -365,13 +421,13 @@ fn parse_start_line(line: &[u8], base: usize) -> Result<(StartLine, (u16, u16)),
     if first.is_empty() || !first.iter().all(|&c| scan::is_token(c)) {
         return Err(start_fault(StartLineFault::Method));
     }
-    let sp2 = memchr::memchr(b' ', rest).ok_or(start_fault(StartLineFault::Version))?;
+    let sp2 = scan::find_byte(b' ', rest).ok_or(start_fault(StartLineFault::Version))?;
     let uri = rest.get(..sp2).unwrap_or(&[]);
     let version_txt = rest.get(sp2 + 1..).unwrap_or(&[]);
     if uri.is_empty() {
         return Err(start_fault(StartLineFault::RequestUri(UriError::Empty)));
     }
-    parse_uri(uri).map_err(|e| start_fault(StartLineFault::RequestUri(e)))?;
+    validate_uri(uri).map_err(|e| start_fault(StartLineFault::RequestUri(e)))?;
     let version = parse_version(version_txt).ok_or(start_fault(StartLineFault::Version))?;
     let method_span = Span::new(base, base + sp1).ok_or(start_fault(StartLineFault::Method))?;
     let ustart = base + sp1 + 1;
@@ -391,6 +447,7 @@ impl Message {
     /// Parses one message from `buf`. On a stream transport `buf` may hold more than one
     /// message; [`Message::consumed`] tells how many bytes this one used (leading CRLF
     /// keep-alives included) and the message keeps only its own bytes. Allocates nothing.
+    #[inline]
     pub fn parse(buf: Bytes, transport: Transport, limits: &Limits) -> Result<Message, ParseError> {
         let stream = transport == Transport::Stream;
         let limit = limits.max_message_len.min(MAX_MESSAGE_LEN);
@@ -423,7 +480,7 @@ impl Message {
             }
         };
 
-        let lf = memchr::memchr(b'\n', b).ok_or_else(|| more(ParseError::UnterminatedHeaders))?;
+        let lf = scan::find_byte(b'\n', b).ok_or_else(|| more(ParseError::UnterminatedHeaders))?;
         if lf == 0 || b.get(lf - 1) != Some(&b'\r') {
             return Err(ParseError::BadLineEnd { offset: 0 });
         }
@@ -455,7 +512,7 @@ impl Message {
             // Offsets below are relative to the line. Name: a token, optional SP/HT, then the
             // colon. Checked here, reported after the line's framing (so a line that is both
             // unframed and nameless reports the framing error first).
-            let name_len = scan::token_end(line, 0);
+            let name_len = scan::name_end(line);
             let mut colon = name_len;
             while matches!(line.get(colon), Some(b' ' | b'\t')) {
                 colon += 1;
@@ -463,7 +520,7 @@ impl Message {
             let name_ok = name_len > 0 && line.get(colon) == Some(&b':');
             // Neither the name nor the blanks after it hold an LF: search from `colon`.
             let mut lf = colon
-                + memchr::memchr(b'\n', line.get(colon..).unwrap_or(&[]))
+                + scan::find_byte(b'\n', line.get(colon..).unwrap_or(&[]))
                     .ok_or_else(|| more(ParseError::UnterminatedHeaders))?;
             // folded continuation lines
             while matches!(line.get(lf + 1), Some(b' ' | b'\t')) {
@@ -472,7 +529,7 @@ impl Message {
                 }
                 lf = lf
                     + 1
-                    + memchr::memchr(b'\n', line.get(lf + 1..).unwrap_or(&[]))
+                    + scan::find_byte(b'\n', line.get(lf + 1..).unwrap_or(&[]))
                         .ok_or_else(|| more(ParseError::UnterminatedHeaders))?;
             }
             // `content` is the line without its CRLF.
@@ -711,8 +768,13 @@ impl Message {
 
     /// Every comma-separated value of header `name`, across all its lines, in order
     /// (for Via, Route, Record-Route, Contact, Require, Supported, ...).
-    pub fn header_values(&self, name: HeaderName) -> impl Iterator<Item = &[u8]> + '_ {
-        self.header_lines(name).flat_map(CommaSplit::new)
+    pub fn header_values(&self, name: HeaderName) -> HeaderValues<'_> {
+        HeaderValues {
+            buf: &self.buf,
+            entries: self.entries_from_first(name),
+            name,
+            split: CommaSplit::new(&[]),
+        }
     }
 
     /// Number of header lines called `name`.
@@ -857,15 +919,17 @@ impl Message {
     }
 
     /// Every Route value, top first.
-    pub fn routes(&self) -> impl Iterator<Item = Result<NameAddr<'_>, HeaderError>> + '_ {
-        self.header_values(HeaderName::Route)
-            .map(|v| header::parse_name_addr(v, HeaderName::Route))
+    pub fn routes(&self) -> NameAddrs<'_> {
+        NameAddrs {
+            values: self.header_values(HeaderName::Route),
+        }
     }
 
     /// Every Record-Route value, top first.
-    pub fn record_routes(&self) -> impl Iterator<Item = Result<NameAddr<'_>, HeaderError>> + '_ {
-        self.header_values(HeaderName::RecordRoute)
-            .map(|v| header::parse_name_addr(v, HeaderName::RecordRoute))
+    pub fn record_routes(&self) -> NameAddrs<'_> {
+        NameAddrs {
+            values: self.header_values(HeaderName::RecordRoute),
+        }
     }
 
     /// Credentials or challenges of header `name` (Authorization, Proxy-Authorization,

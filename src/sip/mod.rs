@@ -26,8 +26,8 @@ pub use header::{
     CSeq, Contact, Credentials, HeaderError, HeaderErrorKind, HeaderName, Method, NameAddr, Via,
 };
 pub use message::{
-    HeaderField, Invalid, Limits, Message, MissingHeader, ParseError, StartLine, StartLineFault,
-    Transport,
+    HeaderField, HeaderValues, Invalid, Limits, Message, MissingHeader, NameAddrs, ParseError,
+    StartLine, StartLineFault, Transport,
 };
 pub use reply::{write_reply, ReplyError, ReplySpec};
 pub use scan::Span;

@@ -49,6 +49,7 @@ impl Span {
 }
 
 /// Offset of `sub` inside `base`, when `sub` is a subslice of it.
+#[cfg(test)]
 pub(crate) fn offset_in(base: &[u8], sub: &[u8]) -> Option<usize> {
     let b = base.as_ptr() as usize;
     let s = sub.as_ptr() as usize;
@@ -60,9 +61,251 @@ pub(crate) fn offset_in(base: &[u8], sub: &[u8]) -> Option<usize> {
 }
 
 /// Span of `sub` inside `base` (`sub` must be a subslice of `base`).
+#[inline]
 pub(crate) fn span_of(base: &[u8], sub: &[u8]) -> Option<Span> {
-    let start = offset_in(base, sub)?;
-    Span::new(start, start + sub.len())
+    // Address arithmetic only (no dereference): a `sub` outside `base` either wraps below
+    // `start` or ends past `base.len()`.
+    let start = (sub.as_ptr() as usize).wrapping_sub(base.as_ptr() as usize);
+    let end = start.wrapping_add(sub.len());
+    if start <= end && end <= base.len() && end <= usize::from(u16::MAX) {
+        Some(Span {
+            start: start as u16,
+            end: end as u16,
+        })
+    } else {
+        None
+    }
+}
+
+const LO: u64 = 0x0101_0101_0101_0101;
+const HI: u64 = 0x8080_8080_8080_8080;
+
+/// Index of the first `needle` in `s`. On x86_64, sixteen bytes per step with SSE2 (part
+/// of the x86_64 baseline, so no run-time CPU dispatch); elsewhere eight per step with word
+/// arithmetic. For the short slices of a SIP message this costs a fraction of a general
+/// `memchr` call's set-up.
+#[inline]
+pub fn find_byte(needle: u8, s: &[u8]) -> Option<usize> {
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    {
+        use std::arch::x86_64::{_mm_cmpeq_epi8, _mm_movemask_epi8, _mm_set1_epi8};
+        // SAFETY: SSE2 is enabled for this build (the cfg above); these intrinsics only
+        // compute on registers.
+        let pat = unsafe { _mm_set1_epi8(needle as i8) };
+        let at = block::first_hit(
+            s,
+            0,
+            // SAFETY: as above.
+            |v| unsafe { _mm_movemask_epi8(_mm_cmpeq_epi8(v, pat)) as u32 },
+            |c| c == needle,
+        );
+        (at < s.len()).then_some(at)
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+    {
+        find_byte_swar(needle, s)
+    }
+}
+
+/// Index of the first CR, LF or NUL in `s` (what no header text may hold).
+#[inline]
+pub fn find_cr_lf_nul(s: &[u8]) -> Option<usize> {
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    {
+        use std::arch::x86_64::{_mm_movemask_epi8, _mm_or_si128};
+        let at = block::first_hit(
+            s,
+            0,
+            // SAFETY: SSE2 is enabled for this build (the cfg above); these intrinsics only
+            // compute on registers.
+            |v| unsafe {
+                let m = _mm_or_si128(block::eq(v, b'\r'), block::eq(v, b'\n'));
+                _mm_movemask_epi8(_mm_or_si128(m, block::eq(v, 0))) as u32
+            },
+            |c| matches!(c, b'\r' | b'\n' | 0),
+        );
+        (at < s.len()).then_some(at)
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+    {
+        s.iter().position(|&c| matches!(c, b'\r' | b'\n' | 0))
+    }
+}
+
+/// Index of the first `"`, `<`, `>` or `,` in `s` at or after `from` (`s.len()` if none):
+/// the bytes [`CommaSplit`] acts on.
+#[inline]
+fn find_split_special(s: &[u8], from: usize) -> usize {
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    {
+        use std::arch::x86_64::{_mm_cmpeq_epi8, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8};
+        // SAFETY: SSE2 is enabled for this build (the cfg above); these intrinsics only
+        // compute on registers.
+        let (q, lt, gt, comma) = unsafe {
+            (
+                _mm_set1_epi8(b'"' as i8),
+                _mm_set1_epi8(b'<' as i8),
+                _mm_set1_epi8(b'>' as i8),
+                _mm_set1_epi8(b',' as i8),
+            )
+        };
+        block::first_hit(
+            s,
+            from,
+            // SAFETY: as above.
+            |v| unsafe {
+                let a = _mm_or_si128(_mm_cmpeq_epi8(v, q), _mm_cmpeq_epi8(v, lt));
+                let b = _mm_or_si128(_mm_cmpeq_epi8(v, gt), _mm_cmpeq_epi8(v, comma));
+                _mm_movemask_epi8(_mm_or_si128(a, b)) as u32
+            },
+            |c| SPLIT_SPECIAL[usize::from(c)],
+        )
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+    {
+        let mut i = from;
+        while let Some(&c) = s.get(i) {
+            if SPLIT_SPECIAL[usize::from(c)] {
+                break;
+            }
+            i += 1;
+        }
+        i.min(s.len())
+    }
+}
+
+/// Sixteen-byte block scanning with SSE2 (x86_64 baseline).
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+pub(crate) mod block {
+    pub(crate) use std::arch::x86_64::__m128i;
+    use std::arch::x86_64::{
+        _mm_add_epi8, _mm_cmpeq_epi8, _mm_cmplt_epi8, _mm_loadu_si128, _mm_movemask_epi8,
+        _mm_or_si128, _mm_set1_epi8,
+    };
+
+    /// Lanes whose byte is in `lo..=hi` (`hi - lo` at most 254): shifted so that `lo` maps
+    /// to -128, the range is one signed comparison.
+    #[inline(always)]
+    pub(crate) fn in_range(v: __m128i, lo: u8, hi: u8) -> __m128i {
+        let bias = 0x80u8.wrapping_sub(lo) as i8;
+        let limit = (i16::from(hi.saturating_sub(lo)) - 127) as i8;
+        // SAFETY: SSE2 is enabled for this build (the module's cfg); these intrinsics only
+        // compute on registers.
+        unsafe { _mm_cmplt_epi8(_mm_add_epi8(v, _mm_set1_epi8(bias)), _mm_set1_epi8(limit)) }
+    }
+
+    /// Lanes whose byte is `c`.
+    #[inline(always)]
+    pub(crate) fn eq(v: __m128i, c: u8) -> __m128i {
+        // SAFETY: as in `in_range`.
+        unsafe { _mm_cmpeq_epi8(v, _mm_set1_epi8(c as i8)) }
+    }
+
+    /// Bit k set when byte k is an ASCII letter, a digit or `-` (the bytes of nearly every
+    /// header name; all are token characters).
+    #[inline(always)]
+    pub(crate) fn alnum_dash_mask(v: __m128i) -> u32 {
+        // SAFETY: as in `in_range`.
+        unsafe {
+            let letter = in_range(_mm_or_si128(v, _mm_set1_epi8(0x20)), b'a', b'z');
+            let digit = in_range(v, b'0', b'9');
+            let m = _mm_or_si128(_mm_or_si128(letter, digit), eq(v, b'-'));
+            _mm_movemask_epi8(m) as u32
+        }
+    }
+
+    /// The 16 bytes of `b` (which must be 16 long) as a vector.
+    #[inline(always)]
+    fn load16(b: &[u8; 16]) -> __m128i {
+        // SAFETY: SSE2 is enabled for this build (the module's cfg); `b` is 16 readable
+        // bytes, and `_mm_loadu_si128` has no alignment requirement.
+        unsafe { _mm_loadu_si128(b.as_ptr().cast()) }
+    }
+
+    /// The 16 bytes of `s` at `at`, if they are all inside `s`.
+    #[inline(always)]
+    fn load(s: &[u8], at: usize) -> Option<__m128i> {
+        let b: &[u8; 16] = s.get(at..at.checked_add(16)?)?.try_into().ok()?;
+        Some(load16(b))
+    }
+
+    /// Index of the first byte of `s` at or after `from` that `hits` marks (bit k of its
+    /// result stands for byte k of the block), or `s.len()`. `one` is the same test on one
+    /// byte, for inputs shorter than a block. The last partial block is read as the
+    /// overlapping last 16 bytes of `s`, its bits for bytes already seen shifted out.
+    #[inline(always)]
+    pub(crate) fn first_hit(
+        s: &[u8],
+        from: usize,
+        hits: impl Fn(__m128i) -> u32,
+        one: impl Fn(u8) -> bool,
+    ) -> usize {
+        let len = s.len();
+        let mut i = from;
+        if let Some(rest) = s.get(from..) {
+            let mut blocks = rest.chunks_exact(16);
+            for b in &mut blocks {
+                let Ok(b) = <&[u8; 16]>::try_from(b) else {
+                    break;
+                };
+                let m = hits(load16(b)) & 0xffff;
+                if m != 0 {
+                    return i + m.trailing_zeros() as usize;
+                }
+                i += 16;
+            }
+        }
+        if i >= len {
+            return len;
+        }
+        if len >= 16 {
+            let left = len - i; // 1..=15 bytes not yet seen, the last `left` of the block
+            return match load(s, len - 16) {
+                Some(v) => {
+                    let m = (hits(v) & 0xffff) >> (16 - left);
+                    if m != 0 {
+                        i + m.trailing_zeros() as usize
+                    } else {
+                        len
+                    }
+                }
+                None => len,
+            };
+        }
+        while let Some(&c) = s.get(i) {
+            if one(c) {
+                return i;
+            }
+            i += 1;
+        }
+        len
+    }
+}
+
+/// [`find_byte`] with word arithmetic only (eight bytes per step).
+#[inline]
+pub fn find_byte_swar(needle: u8, s: &[u8]) -> Option<usize> {
+    let pat = LO.wrapping_mul(u64::from(needle));
+    let mut chunks = s.chunks_exact(8);
+    let mut at = 0usize;
+    for c in &mut chunks {
+        let Ok(w) = <[u8; 8]>::try_from(c) else {
+            break;
+        };
+        let x = u64::from_le_bytes(w) ^ pat;
+        // A 0x80 marks a zero byte of `x`; the lowest one is exact (a borrow only spreads
+        // upwards), and little-endian order makes it the first in `s`.
+        let z = x.wrapping_sub(LO) & !x & HI;
+        if z != 0 {
+            return Some(at + (z.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&c| c == needle)
+        .map(|p| at + p)
 }
 
 const fn token_table() -> [bool; 256] {
@@ -129,6 +372,30 @@ pub fn token_end(s: &[u8], mut i: usize) -> usize {
     i
 }
 
+/// [`token_end`] from the start of `s`, fast for the usual header name: the run of letters,
+/// digits and `-` is found a block at a time, then any other token characters one by one.
+#[inline]
+pub(crate) fn name_end(s: &[u8]) -> usize {
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    {
+        let p = block::first_hit(
+            s,
+            0,
+            |v| !block::alnum_dash_mask(v),
+            |c| !(c.is_ascii_alphanumeric() || c == b'-'),
+        );
+        if s.get(p).is_some_and(|&c| is_token(c)) {
+            token_end(s, p)
+        } else {
+            p
+        }
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+    {
+        token_end(s, 0)
+    }
+}
+
 /// Given `s[i] == b'"'`, the index one past the closing quote, honouring `\` escapes.
 pub fn quoted_end(s: &[u8], i: usize) -> Option<usize> {
     let mut j = i.checked_add(1)?;
@@ -146,6 +413,19 @@ pub fn quoted_end(s: &[u8], i: usize) -> Option<usize> {
 pub fn parse_u64(s: &[u8], max: u64) -> Option<u64> {
     if s.is_empty() {
         return None;
+    }
+    if s.len() <= 18 {
+        // at most 18 digits: below 10^18, no overflow; the value only grows, so comparing
+        // once at the end is the same as after every digit
+        let mut v: u64 = 0;
+        for &c in s {
+            let d = c.wrapping_sub(b'0');
+            if d > 9 {
+                return None;
+            }
+            v = v * 10 + u64::from(d);
+        }
+        return (v <= max).then_some(v);
     }
     let mut v: u64 = 0;
     for &c in s {
@@ -191,46 +471,59 @@ impl<'a> CommaSplit<'a> {
     }
 }
 
+impl CommaSplit<'_> {
+    /// True when no element is left (cheap, inlined; `next` would return `None`).
+    #[inline]
+    pub(crate) fn is_done(&self) -> bool {
+        self.pos >= self.s.len()
+    }
+
+    /// Where the element [`Iterator::next`] would return next starts, without scanning it:
+    /// the first byte at or after the current position that is neither LWS nor a comma
+    /// (empty elements are skipped, and an element is trimmed of LWS). `None` at the end.
+    pub(crate) fn next_start(&self) -> Option<usize> {
+        let mut i = self.pos;
+        while let Some(&c) = self.s.get(i) {
+            if !is_lws(c) && c != b',' {
+                return Some(i);
+            }
+            i += 1;
+        }
+        None
+    }
+}
+
 impl<'a> Iterator for CommaSplit<'a> {
     type Item = &'a [u8];
 
     fn next(&mut self) -> Option<&'a [u8]> {
+        let len = self.s.len();
         loop {
-            if self.pos >= self.s.len() {
+            if self.pos >= len {
                 return None;
             }
             let start = self.pos;
-            let rest = self.s.get(start..).unwrap_or(&[]);
-            if memchr::memchr(b',', rest).is_none() {
-                // no comma at all: the rest is one element
-                self.pos = self.s.len();
-                let elem = trim_lws(rest);
-                if elem.is_empty() {
-                    return None;
-                }
-                return Some(elem);
-            }
             let mut i = start;
             let mut in_angle = false;
-            while let Some(&c) = self.s.get(i) {
-                if !SPLIT_SPECIAL[usize::from(c)] {
-                    i += 1;
-                    continue;
-                }
-                match c {
-                    b'"' => {
-                        i = quoted_end(self.s, i).unwrap_or(self.s.len());
+            // Jump from one `"`, `<`, `>`, `,` to the next; the element ends at the first
+            // comma outside quotes and angle brackets (or at the end).
+            loop {
+                i = find_split_special(self.s, i);
+                match self.s.get(i) {
+                    None => break,
+                    Some(b'"') => {
+                        i = quoted_end(self.s, i).unwrap_or(len);
                         continue;
                     }
-                    b'<' => in_angle = true,
-                    b'>' => in_angle = false,
-                    b',' if !in_angle => break,
-                    _ => {}
+                    Some(b'<') => in_angle = true,
+                    Some(b'>') => in_angle = false,
+                    Some(_) if !in_angle => break, // ','
+                    Some(_) => {}
                 }
                 i += 1;
             }
             self.pos = i.saturating_add(1);
-            let elem = trim_lws(self.s.get(start..i.min(self.s.len())).unwrap_or(&[]));
+            let elem = trim_lws(self.s.get(start..i.min(len)).unwrap_or(&[]));
             if !elem.is_empty() {
                 return Some(elem);
             }
@@ -279,7 +572,7 @@ impl<'a> Iterator for Params<'a> {
             if item.is_empty() {
                 continue;
             }
-            return Some(match memchr::memchr(b'=', item) {
+            return Some(match find_byte(b'=', item) {
                 Some(eq) => (
                     trim_lws(item.get(..eq).unwrap_or(&[])),
                     Some(trim_lws(item.get(eq + 1..).unwrap_or(&[]))),
@@ -320,6 +613,80 @@ mod tests {
     }
 
     #[test]
+    fn name_end_matches_token_end() {
+        for c in 0..=255u8 {
+            for n in [1usize, 3, 15, 16, 17, 24, 40] {
+                for at in 0..n {
+                    let mut s = vec![b'X'; n];
+                    s[at] = c;
+                    assert_eq!(name_end(&s), token_end(&s, 0), "{c:#x} at {at} of {n}");
+                    s[n - 1] = b':';
+                    assert_eq!(name_end(&s), token_end(&s, 0), "{c:#x} at {at} of {n}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn cr_lf_nul_found_anywhere() {
+        for n in [0usize, 1, 15, 16, 17, 40] {
+            for at in 0..n {
+                for c in [b'\r', b'\n', 0] {
+                    let mut s = vec![b'v'; n];
+                    s[at] = c;
+                    assert_eq!(find_cr_lf_nul(&s), Some(at), "{c} at {at} of {n}");
+                }
+            }
+            assert_eq!(find_cr_lf_nul(&vec![b'v'; n]), None);
+        }
+    }
+
+    #[test]
+    fn split_special_matches_scalar() {
+        let alphabet = b"ab<,>\" ;x";
+        for n in [0usize, 1, 7, 15, 16, 17, 31, 32, 33, 47, 50] {
+            for seed in 0..20usize {
+                let hay: Vec<u8> = (0..n)
+                    .map(|i| {
+                        let k = (i * 7 + seed * 13 + i * i * seed) % (alphabet.len() * 4);
+                        alphabet.get(k).copied().unwrap_or(b'z')
+                    })
+                    .collect();
+                for from in 0..=n {
+                    let want = hay[from..]
+                        .iter()
+                        .position(|&c| SPLIT_SPECIAL[usize::from(c)])
+                        .map_or(n, |p| from + p);
+                    assert_eq!(find_split_special(&hay, from), want, "{hay:?} from {from}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn next_start_is_where_the_next_element_starts() {
+        for v in [
+            &b"<sip:a;lr>, <sip:b;lr>"[..],
+            b"a ,  , \"x,y\" <sip:c>",
+            b", a,b",
+            b"a",
+            b"a, ,",
+            b"<sip:x,y>, z",
+            b"\"unterminated, a",
+        ] {
+            let mut it = CommaSplit::new(v);
+            while it.clone().next().is_some() {
+                it.next();
+                let want = it
+                    .clone()
+                    .next()
+                    .map(|e| offset_in(v, e).expect("subslice"));
+                assert_eq!(it.next_start(), want, "{}", String::from_utf8_lossy(v));
+            }
+        }
+    }
+
+    #[test]
     fn params_trim_and_flag() {
         let p: Vec<_> = Params::new(b" ;  tag  = 12 ; lr ;x=\"a;b\"").collect();
         assert_eq!(p.len(), 3);
@@ -330,9 +697,44 @@ mod tests {
     }
 
     #[test]
+    fn find_byte_matches_position() {
+        let hay: Vec<u8> = (0..70u8).map(|i| b'a' + (i % 7)).collect();
+        for needle in [b'a', b'c', b'g', b'z', 0x80, 0] {
+            for start in 0..hay.len() {
+                for end in start..=hay.len() {
+                    let s = &hay[start..end];
+                    let want = s.iter().position(|&c| c == needle);
+                    assert_eq!(find_byte(needle, s), want, "{needle} in {start}..{end}");
+                    assert_eq!(
+                        find_byte_swar(needle, s),
+                        want,
+                        "{needle} in {start}..{end}"
+                    );
+                }
+            }
+        }
+        // bytes whose borrow would fool a looser zero test
+        let tricky = [0x01u8, 0x00, 0x81, 0x0a, 0x0b, 0x09, 0x0a, 0xff, 0x0a];
+        assert_eq!(find_byte(0x0a, &tricky), Some(3));
+        assert_eq!(find_byte(0x00, &tricky), Some(1));
+        assert_eq!(find_byte(0xff, &tricky), Some(7));
+        assert_eq!(find_byte_swar(0x0a, &tricky), Some(3));
+        assert_eq!(find_byte_swar(0x00, &tricky), Some(1));
+    }
+
+    #[test]
     fn u64_overflow_is_none() {
         assert_eq!(parse_u64(b"36893488147419103232", u64::MAX), None);
         assert_eq!(parse_u64(b"0068", 255), Some(68));
         assert_eq!(parse_u64(b"", 10), None);
+        assert_eq!(
+            parse_u64(b"999999999999999999", u64::MAX),
+            Some(999_999_999_999_999_999)
+        );
+        assert_eq!(parse_u64(b"18446744073709551615", u64::MAX), Some(u64::MAX));
+        assert_eq!(parse_u64(b"18446744073709551616", u64::MAX), None);
+        assert_eq!(parse_u64(b"256", 255), None);
+        assert_eq!(parse_u64(b"1/", 255), None);
+        assert_eq!(parse_u64(b"1:", 255), None);
     }
 }

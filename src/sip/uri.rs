@@ -101,6 +101,27 @@ pub fn parse_host(s: &[u8]) -> Result<Host<'_>, UriError> {
 /// End of the hostname characters (alphanumerics, `-`, `.`, `_`) of `s` starting at `i`, and
 /// whether they are all digits and dots (an IPv4 address, or nothing valid).
 pub(crate) fn hostname_end(s: &[u8], i: usize) -> (usize, bool) {
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    {
+        let end =
+            super::scan::block::first_hit(s, i, |v| !sse::host_mask(v), |c| class(c) & HOST == 0);
+        let not_dd = super::scan::block::first_hit(
+            s,
+            i,
+            |v| !sse::digit_dot_mask(v),
+            |c| class(c) & DIGIT_DOT == 0,
+        );
+        (end, not_dd >= end)
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+    {
+        hostname_end_scalar(s, i)
+    }
+}
+
+/// [`hostname_end`] one byte at a time.
+#[cfg_attr(all(target_arch = "x86_64", target_feature = "sse2"), allow(dead_code))]
+fn hostname_end_scalar(s: &[u8], i: usize) -> (usize, bool) {
     let mut end = i;
     let mut all = DIGIT_DOT;
     while let Some(&c) = s.get(end) {
@@ -112,6 +133,38 @@ pub(crate) fn hostname_end(s: &[u8], i: usize) -> (usize, bool) {
         end += 1;
     }
     (end, all != 0)
+}
+
+/// The hostname and digit-or-dot classes sixteen bytes at a time (SSE2, x86_64 baseline).
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+mod sse {
+    use super::super::scan::block::{__m128i, eq, in_range};
+    use std::arch::x86_64::{_mm_andnot_si128, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8};
+
+    /// Bit k set when byte k is a hostname character (alphanumeric, `-`, `.`, `_`).
+    #[inline(always)]
+    pub(super) fn host_mask(v: __m128i) -> u32 {
+        // SAFETY: SSE2 is enabled for this build (the module's cfg); these intrinsics only
+        // compute on registers.
+        unsafe {
+            let letter = in_range(_mm_or_si128(v, _mm_set1_epi8(0x20)), b'a', b'z');
+            // '-' '.' '/' and the digits are 0x2d..=0x39; '/' is not a hostname character
+            let dash_dot_digit = _mm_andnot_si128(eq(v, b'/'), in_range(v, b'-', b'9'));
+            let m = _mm_or_si128(_mm_or_si128(letter, dash_dot_digit), eq(v, b'_'));
+            _mm_movemask_epi8(m) as u32
+        }
+    }
+
+    /// Bit k set when byte k is a digit or `.`.
+    #[inline(always)]
+    pub(super) fn digit_dot_mask(v: __m128i) -> u32 {
+        // SAFETY: SSE2 is enabled for this build (the module's cfg); these intrinsics only
+        // compute on registers.
+        unsafe {
+            let m = _mm_or_si128(in_range(v, b'0', b'9'), eq(v, b'.'));
+            _mm_movemask_epi8(m) as u32
+        }
+    }
 }
 
 /// A dotted-quad IPv4 address as `std` parses one (`Ipv4Addr::from_str`): four decimal
@@ -333,6 +386,18 @@ fn check_escaped(s: &[u8], set: u8, bad: UriError) -> Result<(), UriError> {
 /// into the structured parse, whose character sets all exclude those bytes: it only runs
 /// when the structured parse fails, to tell `BadChar` from the structured error.
 pub fn parse_uri(s: &[u8]) -> Result<Uri<'_>, UriError> {
+    parse_uri_inline(s)
+}
+
+/// Checks that `s` parses as [`parse_uri`] would, with the same error, without handing the
+/// parts back (the message parser and the name-addr parser only validate). The parse is
+/// inlined here so the unused parts are never assembled.
+pub(crate) fn validate_uri(s: &[u8]) -> Result<(), UriError> {
+    parse_uri_inline(s).map(drop)
+}
+
+#[inline(always)]
+fn parse_uri_inline(s: &[u8]) -> Result<Uri<'_>, UriError> {
     let mut colon = 0;
     while s.get(colon).is_some_and(|&c| class(c) & SCHEME != 0) {
         colon += 1;
@@ -389,6 +454,7 @@ pub fn parse_uri(s: &[u8]) -> Result<Uri<'_>, UriError> {
 /// headers). Most URIs start with a hostname or a user made of hostname characters, so the
 /// first scan reads a hostname: stopping at `@` it was the user; stopping at `:`, `;`, `?`
 /// or the end with no `@` further on it was the host. Anything else takes the general path.
+#[inline(always)]
 fn parse_sip(s: &[u8], secure: bool) -> Result<SipUri<'_>, UriError> {
     let (end, digits_dots) = hostname_end(s, 0);
     match s.get(end) {
@@ -441,6 +507,7 @@ fn parse_sip_general(s: &[u8], secure: bool) -> Result<SipUri<'_>, UriError> {
 }
 
 /// Host (hostname, IPv4 or `[IPv6]`), then port, parameters and headers.
+#[inline(always)]
 fn parse_hostport<'a>(
     hostpart: &'a [u8],
     secure: bool,
@@ -473,6 +540,7 @@ fn parse_hostport<'a>(
 /// What follows the host: `[":" port]`, then `;`-parameters up to the first `?`, then
 /// headers. Text before the first `;` can only follow a bracketed host (`[::1]x`): accepted
 /// unchecked, except for the forbidden characters.
+#[inline(always)]
 fn parse_port_params<'a>(
     mut rest: &'a [u8],
     secure: bool,
@@ -596,6 +664,29 @@ mod tests {
         match parse_uri(s.as_bytes()) {
             Ok(Uri::Sip(u)) => u,
             other => panic!("{s}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn hostname_end_matches_scalar_for_every_byte() {
+        // every byte value at every position of blocks around the 16-byte width
+        for c in 0..=255u8 {
+            for n in [1usize, 5, 15, 16, 17, 20, 31, 33] {
+                for at in 0..n {
+                    let mut s = vec![b'a'; n];
+                    s[at] = c;
+                    for from in [0, at.min(3), at] {
+                        assert_eq!(
+                            hostname_end(&s, from),
+                            hostname_end_scalar(&s, from),
+                            "byte {c:#x} at {at} of {n} from {from}"
+                        );
+                    }
+                    let mut d = vec![b'7'; n];
+                    d[at] = c;
+                    assert_eq!(hostname_end(&d, 0), hostname_end_scalar(&d, 0), "{c:#x}");
+                }
+            }
         }
     }
 
