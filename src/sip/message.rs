@@ -447,6 +447,7 @@ impl Message {
     /// Parses one message from `buf`. On a stream transport `buf` may hold more than one
     /// message; [`Message::consumed`] tells how many bytes this one used (leading CRLF
     /// keep-alives included) and the message keeps only its own bytes. Allocates nothing.
+    #[inline]
     pub fn parse(buf: Bytes, transport: Transport, limits: &Limits) -> Result<Message, ParseError> {
         let stream = transport == Transport::Stream;
         let limit = limits.max_message_len.min(MAX_MESSAGE_LEN);
