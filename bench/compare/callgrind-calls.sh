@@ -10,11 +10,14 @@
 # shared VM (docs/PERFORMANCE.md). It includes what the proxy's timer processes execute
 # while the calls run; at low call rates they are idle (measured: 0 CPU over 10 idle s).
 #
-# Usage: callgrind-calls.sh --proxy kamailio|ringsip --scenario stateless|stateful-rr
+# Usage: callgrind-calls.sh --proxy kamailio|ringsip --scenario stateless|stateful-rr|async-db
 #                           [--calls N] [--rate CPS] [--port P] [--keep DIR]
 #        Binaries: KAMAILIO_BIN (default kamailio; KAMAILIO_MEM = its -x, default tlsf), RINGSIP_BIN (default
-#        target/release/ringsip). async-db is left out: a query's cost is mostly in the
-#        DB client library and the server, and the harness' table set-up lives in compare.py.
+#        target/release/ringsip).
+#        async-db: the script's route table is created in MariaDB (127.0.0.1:3306, root,
+#        database test; client MYSQL_BIN, default mysql) under a unique name and dropped at
+#        the end. The count is the proxy's own side of a query (its client code, the
+#        suspension and the resume route); what the DB server executes is not in it.
 # Defaults: --calls 1000 --rate 50 --port 5090 (UAS 5091, UAC 5092). Exit 0 on success,
 # 1 if a sipp run had failed calls, 2 on usage/set-up error.
 set -euo pipefail
@@ -36,7 +39,7 @@ while [ $# -gt 0 ]; do
 	*) die "unknown argument: $1" ;;
 	esac
 done
-case "$scenario" in stateless|stateful-rr) ;; *) die "--scenario must be stateless or stateful-rr" ;; esac
+case "$scenario" in stateless|stateful-rr|async-db) ;; *) die "--scenario must be stateless, stateful-rr or async-db" ;; esac
 for n in "$calls" "$rate" "$port"; do
 	[[ "$n" =~ ^[1-9][0-9]*$ ]] || die "expected a positive integer, got '$n'"
 done
@@ -53,16 +56,38 @@ proxy_argv() {
 	kamailio)
 		local bin=${KAMAILIO_BIN:-kamailio}
 		command -v "$bin" >/dev/null || die "kamailio not found: $bin"
-		echo "$bin -f $here/kamailio/$scenario.cfg -DD -E -m 64 -M 8 -x ${KAMAILIO_MEM:-tlsf} -A PORT=$port" ;;
+		local subst=""
+		[ -z "$table" ] || subst=" --substdef=!DB_TABLE!$table!"
+		echo "$bin -f $here/kamailio/$scenario.cfg -DD -E -m 64 -M 8 -x ${KAMAILIO_MEM:-tlsf} -A PORT=$port$subst" ;;
 	ringsip)
 		local bin=${RINGSIP_BIN:-$repo/target/release/ringsip}
 		[ -x "$bin" ] || die "ringsip not found: $bin (cargo build --release, or set RINGSIP_BIN)"
-		sed "s/socket=udp:127.0.0.1:5060/socket=udp:127.0.0.1:$port/" \
+		sed -e "s/socket=udp:127.0.0.1:5060/socket=udp:127.0.0.1:$port/" \
+			-e "s/ringsip_bench_route/${table:-ringsip_bench_route}/" \
 			"$here/ringsip/$scenario.cfg" >"$work/ringsip-$scenario.cfg"
 		echo "$bin -f $work/ringsip-$scenario.cfg --cpus 0" ;;
 	*) die "--proxy must be kamailio or ringsip" ;;
 	esac
 }
+
+# async-db: the table the script queries (sipp's R-URI user is "service"; the UAS is on
+# port+1), dropped on exit.
+table=""
+if [ "$scenario" = async-db ]; then
+	mysql_bin=${MYSQL_BIN:-mysql}
+	command -v "$mysql_bin" >/dev/null || die "$mysql_bin not found (MariaDB client)"
+	table="ringsip_cg_route_$$_$(date +%s)"
+	sql() { "$mysql_bin" -h 127.0.0.1 -P 3306 -u root test -e "$1"; }
+	sql "CREATE TABLE $table (username VARCHAR(64) PRIMARY KEY, dst VARCHAR(255) NOT NULL);
+	     INSERT INTO $table VALUES ('service', 'sip:127.0.0.1:$((port + 1))');" ||
+		die "could not create the route table in MariaDB (127.0.0.1:3306, database test)"
+	cleanup_table() { sql "DROP TABLE IF EXISTS $table;" || true; }
+	if [ -n "$keep" ]; then
+		trap cleanup_table EXIT
+	else
+		trap 'cleanup_table; rm -rf "$work"' EXIT
+	fi
+fi
 
 # `$1` and all its descendants, one pid per word.
 tree_pids() {

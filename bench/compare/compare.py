@@ -256,6 +256,60 @@ class RouteTable:
         return f"{self.name} JOIN (SELECT SLEEP({delay_ms / 1000:g}) AS ringsip_delay) AS ringsip_delay_t"
 
 
+class DbServer:
+    """The local MariaDB server process (async-db): its CPU time, read from /proc like the
+    proxies', so that each run records what the DB spent per call; and, with --db-cpu, its
+    threads pinned to those CPUs for the whole invocation, the old affinity restored by
+    restore() (main calls it in a finally). MariaDB is one process with a thread per
+    connection; threads it starts later inherit the process's affinity."""
+
+    NAMES = ("mariadbd", "mysqld")
+
+    def __init__(self, pin: str) -> None:
+        self.pid = self._find()
+        if self.pid is None:
+            raise SetupError("async-db: no mariadbd/mysqld process found on this host")
+        self.old_affinity: set[int] | None = None
+        if pin:
+            self.old_affinity = os.sched_getaffinity(self.pid)
+            self._set_all(pin)
+            log(f"MariaDB (pid {self.pid}) pinned to CPU {pin} for this run")
+
+    @classmethod
+    def _find(cls) -> int | None:
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                comm = Path(f"/proc/{entry}/comm").read_text().strip()
+            except OSError:
+                continue
+            if comm in cls.NAMES:
+                return int(entry)
+        return None
+
+    def _set_all(self, cpus: str) -> None:
+        r = subprocess.run(["taskset", "-a", "-p", "-c", cpus, str(self.pid)],
+                           capture_output=True, text=True, timeout=30)
+        if r.returncode != 0:
+            raise SetupError(f"taskset -a -p -c {cpus} {self.pid} (MariaDB): {r.stderr.strip()}")
+
+    def cpu_s(self) -> float | None:
+        try:
+            raw = Path(f"/proc/{self.pid}/stat").read_text()
+        except OSError:
+            return None
+        fields = raw[raw.rfind(")") + 2 :].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+    def restore(self) -> None:
+        if self.old_affinity is not None:
+            cpus = ",".join(str(c) for c in sorted(self.old_affinity))
+            self._set_all(cpus)
+            log(f"MariaDB affinity restored to CPU {cpus}")
+            self.old_affinity = None
+
+
 class MaxConnections:
     """MariaDB's max_connections raised with SET GLOBAL for the run (--db-max-connections),
     and the value found before restored by restore() (main calls it in a finally)."""
@@ -409,6 +463,7 @@ class Proxy:
         self.proc: subprocess.Popen | None = None
         self.mgmt_port: int | None = None  # ringsip's --mgmt port, when sampled
         self.uses_http = False  # async-http: the HTTP server's CPU is recorded per run
+        self.uses_db = False  # async-db: MariaDB's CPU is recorded per run
 
     def metrics(self) -> dict[str, float]:
         """ringsip's /metrics, summed over label sets ({} if not sampled or unreachable)."""
@@ -553,6 +608,7 @@ def make_proxy(name: str, scenario: str, args, workdir: Path, table: str | None,
         argv += args.kamailio_arg
         proxy = Proxy(name, argv, logp, port, None)
         proxy.uses_http = http_port is not None
+        proxy.uses_db = table is not None
         return proxy
     script = workdir / f"ringsip-{scenario}.cfg"
     render_ringsip_script(HERE / "ringsip" / f"{scenario}.cfg", script, port, table, args.db_pool,
@@ -566,6 +622,7 @@ def make_proxy(name: str, scenario: str, args, workdir: Path, table: str | None,
     proxy = Proxy(name, argv, logp, port, "ringsip ready")
     proxy.mgmt_port = mgmt
     proxy.uses_http = http_port is not None
+    proxy.uses_db = table is not None
     return proxy
 
 
@@ -707,6 +764,8 @@ def run_load(args, proxy: Proxy, rate: float, duration: float, workdir: Path) ->
     http = getattr(args, "http_server", None) if proxy.uses_http else None
     http0 = http.cpu_s() if http is not None else None
     count0 = http.counts() if http is not None else {}
+    db = getattr(args, "db_server", None) if proxy.uses_db else None
+    db0 = db.cpu_s() if db is not None else None
     gen = run_sipp if args.generator == "sipp" else run_ringsip_load
     sampled: dict = {}
     stop = threading.Event()
@@ -750,6 +809,14 @@ def run_load(args, proxy: Proxy, rate: float, duration: float, workdir: Path) ->
         res["http_server_cpu_s"] = http1 - http0 if http1 is not None else None
         res["http_server_cpu_us_per_call"] = (res["http_server_cpu_s"] * 1e6 / res["calls_ok"]
                                               if res["calls_ok"] and http1 is not None else None)
+    if db0 is not None:
+        db1 = db.cpu_s()
+        # MariaDB runs where --db-cpu put it (default: anywhere, sharing both CPUs).
+        res["db_server_cpu_s"] = db1 - db0 if db1 is not None else None
+        res["db_server_cpu_us_per_call"] = (res["db_server_cpu_s"] * 1e6 / res["calls_ok"]
+                                            if res["calls_ok"] and db1 is not None else None)
+        res["db_server_cpu_share"] = (res["db_server_cpu_s"] / res["wall_s"]
+                                      if db1 is not None and res["wall_s"] > 0 else None)
     # CPU seconds per wall second: near 1.0 the generator (or the proxy) had its whole
     # core, and a failed run may be the generator's limit rather than the proxy's.
     res["generator_cpu_share"] = res["generator_cpu_s"] / res["wall_s"] if res["wall_s"] > 0 else None
@@ -833,6 +900,8 @@ def summarize(runs: list[dict], scenarios, proxies) -> dict:
         "generator_cpu_us_per_call": lambda r: passed_get(r, "cpu", "generator_cpu_us_per_call"),
         # async-http only: the HTTP server's CPU (on the generator's core), one request a call
         "http_server_cpu_us_per_call": lambda r: passed_get(r, "cpu", "http_server_cpu_us_per_call"),
+        # async-db only: MariaDB's CPU (all its threads), one query a call
+        "db_server_cpu_us_per_call": lambda r: passed_get(r, "cpu", "db_server_cpu_us_per_call"),
     }
     out: dict = {}
     for sc in scenarios:
@@ -877,8 +946,9 @@ def sweep_markdown(runs: list[dict], meta: dict) -> str:
              f"http_delay_ms {meta.get('http_delay_ms')}.", "",
              "| scenario | proxy | round | offered | achieved | failed | p50 ms | p99 ms | suspended peak "
              "| transactions then | RSS before → at peak (MB) | RSS growth / suspended (KB) "
-             "| RSS growth / transaction (KB) | HTTP server µs/call | load avg |",
-             "|---" * 15 + "|"]
+             "| RSS growth / transaction (KB) | HTTP server µs/call | DB server µs/call (CPU share) "
+             "| proxy CPU share | load avg |",
+             "|---" * 17 + "|"]
     for r in runs:
         for pt in r.get("points", []):
             m = pt.get("ringsip_metrics") or {}
@@ -892,7 +962,9 @@ def sweep_markdown(runs: list[dict], meta: dict) -> str:
                 f"| {r['scenario']} | {r['proxy']} | {r['round']} | {pt['offered_rate']:.0f} | {pt['achieved_rate']:.0f} "
                 f"| {pt['calls_failed']} | {p50 / 1000 if p50 is not None else float('nan'):.2f} "
                 f"| {p99 / 1000 if p99 is not None else float('nan'):.2f} | {fmt(peak)} | {fmt(txns)} | {rss} | {per} | {per_t} "
-                f"| {fmt(pt.get('http_server_cpu_us_per_call'))} | {pt.get('loadavg', '?').split(' ')[0]} |")
+                f"| {fmt(pt.get('http_server_cpu_us_per_call'))} "
+                f"| {fmt(pt.get('db_server_cpu_us_per_call'))} ({fmt(pt.get('db_server_cpu_share'))}) "
+                f"| {fmt(pt.get('proxy_cpu_share'))} | {pt.get('loadavg', '?').split(' ')[0]} |")
     return "\n".join(lines)
 
 
@@ -981,6 +1053,10 @@ def parse_args(argv=None):
                    help="async-db: SET GLOBAL max_connections on MariaDB to this for the run and restore the "
                         "old value afterwards (also on error or Ctrl-C); 0 leaves it (MariaDB's default is 151, "
                         "which caps --db-pool)")
+    p.add_argument("--db-cpu", default="",
+                   help="async-db: pin MariaDB's threads (taskset -a) to these CPUs for the run, e.g. the "
+                        "generator's, and restore the old affinity afterwards; default: leave it (it then "
+                        "shares the proxy's CPU)")
     p.add_argument("--http-delay-ms", type=int, default=0,
                    help="async-http: answer every HTTP request after this delay (bench/compare/http_delay.py, "
                         "asyncio) instead of nginx; ringsip then also runs with --mgmt (suspended peak, RSS)")
@@ -1059,13 +1135,14 @@ def main(argv=None) -> int:
             "search_duration_s": a.search_duration, "measure_duration_s": a.measure_duration,
             "precision": a.precision, "command": sys.argv, "machine": machine_info(a),
             "loadavg_start": loadavg()}
-    for key in ("db_delay_ms", "db_pool", "db_max_queued", "db_max_connections", "http_delay_ms", "http_fault",
+    for key in ("db_delay_ms", "db_cpu", "db_pool", "db_max_queued", "db_max_connections", "http_delay_ms", "http_fault",
                 "kamailio_http_query", "alternate_scenarios"):
         meta[key] = getattr(a, key)
     runs: list[dict] = []
     table: RouteTable | None = None
     maxconn: MaxConnections | None = None
     a.http_server = None
+    a.db_server = None
     status = 0
 
     def on_sigterm(signum, frame):  # restore MariaDB, stop the HTTP server: as on Ctrl-C
@@ -1082,6 +1159,8 @@ def main(argv=None) -> int:
             meta["db_max_connections_before"] = maxconn.old
         if "async-db" in a.scenarios:
             table = RouteTable(a.mysql, a.uas_port)
+            a.db_server = DbServer(a.db_cpu)
+            meta["db_server_pid"] = a.db_server.pid
         if "async-http" in a.scenarios:
             a.http_server = HttpServer(a, a.out_dir_run)
             meta["http_server"] = {"kind": a.http_server.kind, "port": a.http_server.port,
@@ -1109,6 +1188,11 @@ def main(argv=None) -> int:
     finally:
         if a.http_server is not None:
             a.http_server.stop()
+        if a.db_server is not None:
+            try:
+                a.db_server.restore()
+            except SetupError as e:
+                print(f"compare: could not restore MariaDB's CPU affinity: {e}", file=sys.stderr)
         if table is not None:
             try:
                 table.drop()
