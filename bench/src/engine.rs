@@ -152,7 +152,7 @@ impl Outbox {
 }
 
 /// Why a call failed (the report's `failures`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Failures {
     pub timeout: u64,
     pub status_4xx: u64,
@@ -161,6 +161,8 @@ pub struct Failures {
     pub other: u64,
     /// The call's connection was lost (TCP) before the call ended.
     pub connection: u64,
+    /// The failing final responses by request and status, e.g. `"INVITE 503"`.
+    pub by_status: std::collections::BTreeMap<String, u64>,
 }
 
 impl Failures {
@@ -180,9 +182,16 @@ impl Failures {
         self.status_6xx += o.status_6xx;
         self.other += o.other;
         self.connection += o.connection;
+        for (k, n) in &o.by_status {
+            *self.by_status.entry(k.clone()).or_default() += n;
+        }
     }
 
-    fn count_status(&mut self, code: u16) {
+    /// A call failed on a final response `code` (≥ 300) to `request`. Allocates only for
+    /// a (request, status) pair not seen before: failures are rare on the hot path.
+    fn count_status(&mut self, request: &str, code: u16) {
+        let key = format!("{request} {code}");
+        *self.by_status.entry(key).or_default() += 1;
         match code {
             400..=499 => self.status_4xx += 1,
             500..=599 => self.status_5xx += 1,
@@ -755,7 +764,7 @@ impl Uac {
             if tag_fits {
                 self.send(idx, Request::AckNon2xx, out);
             }
-            self.stats.failures.count_status(code);
+            self.stats.failures.count_status("INVITE", code);
             self.finish(idx, false);
             return;
         }
@@ -791,7 +800,12 @@ impl Uac {
             return;
         }
         if code >= 300 {
-            self.stats.failures.count_status(code);
+            let request = match (bye, self.cfg.scenario) {
+                (true, _) => "BYE",
+                (false, Scenario::Register) => "REGISTER",
+                (false, _) => "OPTIONS",
+            };
+            self.stats.failures.count_status(request, code);
             self.finish(idx, false);
             return;
         }

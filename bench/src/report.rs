@@ -45,7 +45,7 @@ impl Percentiles {
     }
 }
 
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct FailureCounts {
     pub timeout: u64,
     pub status_4xx: u64,
@@ -54,6 +54,8 @@ pub struct FailureCounts {
     pub other: u64,
     /// Extra: the call's TCP connection was lost.
     pub connection: u64,
+    /// Extra: the failing final responses by request and status (`"BYE 481": 3`).
+    pub by_status: std::collections::BTreeMap<String, u64>,
 }
 
 impl From<Failures> for FailureCounts {
@@ -65,6 +67,7 @@ impl From<Failures> for FailureCounts {
             status_6xx: f.status_6xx,
             other: f.other,
             connection: f.connection,
+            by_status: f.by_status,
         }
     }
 }
@@ -220,7 +223,7 @@ impl Report {
             calls_started: stats.calls_started,
             calls_ok: stats.calls_ok,
             calls_failed: stats.calls_failed,
-            failures: stats.failures.into(),
+            failures: stats.failures.clone().into(),
             retransmissions: stats.retransmissions,
             latency_us: LatencyReport {
                 invite_180: Percentiles::of(&stats.latency.invite_180),
@@ -290,6 +293,15 @@ impl Report {
                 format!(", connection {}", self.failures.connection)
             }
         )?;
+        if !self.failures.by_status.is_empty() {
+            let list: Vec<String> = self
+                .failures
+                .by_status
+                .iter()
+                .map(|(k, n)| format!("{k}: {n}"))
+                .collect();
+            writeln!(w, "failed on status: {}", list.join(", "))?;
+        }
         if self.transport != "udp" {
             writeln!(
                 w,
@@ -382,6 +394,7 @@ mod tests {
             ..Default::default()
         };
         stats.failures.status_5xx = 1;
+        stats.failures.by_status.insert("INVITE 503".into(), 1);
         for v in [100, 200, 300] {
             stats.latency.invite_200.record(v).unwrap();
         }
@@ -413,6 +426,7 @@ mod tests {
         assert_eq!(
             keys,
             [
+                "by_status",
                 "connection",
                 "other",
                 "status_4xx",
@@ -425,6 +439,11 @@ mod tests {
         assert_eq!(v["connections"]["opened"], 0);
         assert_eq!(v["connections"]["errors"]["refused"], 0);
         assert_eq!(v["failures"]["status_5xx"], 1);
+        assert_eq!(v["failures"]["by_status"]["INVITE 503"], 1);
+        let mut table = Vec::new();
+        r.write_table(&mut table).unwrap();
+        let table = String::from_utf8(table).unwrap();
+        assert!(table.contains("failed on status: INVITE 503: 1"), "{table}");
         assert_eq!(v["retransmissions"], 2);
         for name in ["invite_180", "invite_200", "bye_200", "request_200"] {
             let h = &v["latency_us"][name];
