@@ -41,7 +41,7 @@ use crate::script::{
 };
 use crate::sip::message::Invalid;
 use crate::sip::{parse_uri, write_reply, HeaderName, Message, Method, ReplySpec, Uri};
-use crate::txn::{Action, BranchIdx, Event, Response, TimerId, TxnId, TxnKind};
+use crate::txn::{Action, BranchIdx, Event, Response, TimerId, TxnId};
 
 use super::host::{Armed, Host, Rx};
 use super::nexthop::{HostTarget, NextHopError, NextHopTarget};
@@ -1339,12 +1339,6 @@ impl Core {
             .and_then(|b| std::str::from_utf8(b).ok())
             .unwrap_or("");
         let method = msg.method().ok_or(-1)?;
-        let kind = if method == Method::Invite {
-            TxnKind::Invite
-        } else {
-            TxnKind::NonInvite
-        };
-        let _ = kind;
         let mut sent_by = std::mem::take(&mut self.scratch);
         sent_by.clear();
         sent_by.push_str(std::str::from_utf8(via.host).unwrap_or(""));
@@ -2020,62 +2014,10 @@ pub fn next_hop<'a>(msg: &'a Message, du: Option<&'a str>, routes_stripped: usiz
 /// script that reads them sees their parse errors through its accessors. This is
 /// [`Message::validate`] without those three, and reports the same [`Invalid`] for
 /// everything it does check. The parses of the top Via, From, To and CSeq are cached
-/// in the message for the rest of its processing.
+/// in the message for the rest of its processing. One implementation with
+/// [`Message::validate`]: [`Message::validate_in`] with [`Scope::Proxy`](crate::sip::message::Scope).
 pub fn check_request(msg: &Message) -> Result<(), Invalid> {
-    let (major, minor) = msg.version();
-    if (major, minor) != (2, 0) {
-        return Err(Invalid::UnsupportedVersion { major, minor });
-    }
-    for h in [
-        HeaderName::From,
-        HeaderName::To,
-        HeaderName::CallId,
-        HeaderName::CSeq,
-        HeaderName::MaxForwards,
-        HeaderName::Expires,
-    ] {
-        if msg.count(h) > 1 {
-            return Err(Invalid::RepeatedHeader(h));
-        }
-    }
-    // The top Via, as `Message::validate` sees it (the first comma-separated value of
-    // the Via lines), parsed once through the message's cache.
-    if msg.header_values(HeaderName::Via).next().is_some() {
-        msg.top_via().map_err(Invalid::Header)?;
-    }
-    if msg.header(HeaderName::From).is_some() {
-        msg.from().map_err(Invalid::Header)?;
-    }
-    if msg.header(HeaderName::To).is_some() {
-        msg.to().map_err(Invalid::Header)?;
-    }
-    if msg.header(HeaderName::CallId).is_some() {
-        msg.call_id().map_err(Invalid::Header)?;
-    }
-    if msg.header(HeaderName::CSeq).is_some() {
-        let cseq = msg.cseq().map_err(Invalid::Header)?;
-        if msg.is_request() && cseq.method_text != msg.method_text() {
-            return Err(Invalid::CSeqMethodMismatch);
-        }
-    }
-    msg.max_forwards().map_err(Invalid::Header)?;
-    msg.expires().map_err(Invalid::Header)?;
-    for r in msg.routes() {
-        r.map_err(Invalid::Header)?;
-    }
-    if let Some(d) = msg.header(HeaderName::Date) {
-        crate::sip::header::check_date(d).map_err(Invalid::Header)?;
-    }
-    // URI headers need a '?' (RFC 3261 §19.1.1): without one the Request-URI is not
-    // parsed again (`Message::parse` checked its syntax already).
-    if let Some(u) = msg.original_request_uri().filter(|u| u.contains(&b'?')) {
-        if let Ok(Uri::Sip(s)) = parse_uri(u) {
-            if s.headers.is_some() {
-                return Err(Invalid::RequestUriHeaders);
-            }
-        }
-    }
-    Ok(())
+    msg.validate_in(crate::sip::message::Scope::Proxy)
 }
 
 /// Where a locally built reply is written and sent from: borrows of the [`Core`]'s

@@ -975,11 +975,21 @@ impl Message {
         Ok(())
     }
 
-    /// Semantic checks a proxy makes before acting (RFC 3261 §8.2, §16.3; RFC 4475 §3.1.2):
-    /// version, typed parse of the headers it relies on, single-valued headers not repeated,
-    /// CSeq method equal to the request method, no headers in the Request-URI. Missing
-    /// headers are not reported here (see [`Message::check_mandatory`]).
+    /// Semantic checks before acting on a message (RFC 3261 §8.2; RFC 4475 §3.1.2):
+    /// version, typed parse of every header listed below, single-valued headers not
+    /// repeated, CSeq method equal to the request method, no headers in the Request-URI.
+    /// Missing headers are not reported here (see [`Message::check_mandatory`]). Same as
+    /// [`Message::validate_in`] with [`Scope::Whole`].
     pub fn validate(&self) -> Result<(), Invalid> {
+        self.validate_in(Scope::Whole)
+    }
+
+    /// The checks of [`Message::validate`] over `scope`: with [`Scope::Whole`], every
+    /// Via value, Contact and Record-Route are parsed too; with [`Scope::Proxy`] only what
+    /// a proxy interprets (RFC 3261 §16.3), see [`Scope`]. Both report the same
+    /// [`Invalid`] for everything they check. The typed parses made here (the top Via,
+    /// From, To, CSeq) are cached in the message for the rest of its processing.
+    pub fn validate_in(&self, scope: Scope) -> Result<(), Invalid> {
         if self.version != (2, 0) {
             return Err(Invalid::UnsupportedVersion {
                 major: self.version.0,
@@ -998,8 +1008,19 @@ impl Message {
                 return Err(Invalid::RepeatedHeader(h));
             }
         }
-        for v in self.vias() {
-            v.map_err(Invalid::Header)?;
+        match scope {
+            Scope::Whole => {
+                for v in self.vias() {
+                    v.map_err(Invalid::Header)?;
+                }
+            }
+            // The top Via (the first comma-separated value of the Via lines), parsed
+            // once through the message's cache.
+            Scope::Proxy => {
+                if self.header_values(HeaderName::Via).next().is_some() {
+                    self.top_via().map_err(Invalid::Header)?;
+                }
+            }
         }
         if self.header(HeaderName::From).is_some() {
             self.from().map_err(Invalid::Header)?;
@@ -1012,32 +1033,52 @@ impl Message {
         }
         if self.header(HeaderName::CSeq).is_some() {
             let cseq = self.cseq().map_err(Invalid::Header)?;
-            if let StartLine::Request { method_span, .. } = self.start {
-                if cseq.method_text != method_span.get(&self.buf) {
-                    return Err(Invalid::CSeqMethodMismatch);
-                }
+            if self.is_request() && cseq.method_text != self.method_text() {
+                return Err(Invalid::CSeqMethodMismatch);
             }
         }
         self.max_forwards().map_err(Invalid::Header)?;
         self.expires().map_err(Invalid::Header)?;
-        for c in self.contacts() {
-            c.map_err(Invalid::Header)?
-                .expires()
-                .map_err(Invalid::Header)?;
+        if scope == Scope::Whole {
+            for c in self.contacts() {
+                c.map_err(Invalid::Header)?
+                    .expires()
+                    .map_err(Invalid::Header)?;
+            }
+            for r in self.record_routes() {
+                r.map_err(Invalid::Header)?;
+            }
         }
-        for r in self.routes().chain(self.record_routes()) {
+        for r in self.routes() {
             r.map_err(Invalid::Header)?;
         }
         if let Some(d) = self.header(HeaderName::Date) {
             header::check_date(d).map_err(Invalid::Header)?;
         }
-        if let Some(Ok(Uri::Sip(u))) = self.parsed_request_uri() {
-            if u.headers.is_some() {
-                return Err(Invalid::RequestUriHeaders);
+        // URI headers need a '?' (RFC 3261 §19.1.1): without one the Request-URI is not
+        // parsed again (`Message::parse` checked its syntax already).
+        if let Some(u) = self.original_request_uri().filter(|u| u.contains(&b'?')) {
+            if let Ok(Uri::Sip(s)) = parse_uri(u) {
+                if s.headers.is_some() {
+                    return Err(Invalid::RequestUriHeaders);
+                }
             }
         }
         Ok(())
     }
+}
+
+/// How much of a message [`Message::validate_in`] checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Every header the checks know (what an endpoint or a test wants).
+    Whole,
+    /// What a proxy interprets (RFC 3261 §16.3): the top Via (transaction matching and
+    /// the response path), From, To, Call-ID, CSeq, Max-Forwards, Expires, Route, Date
+    /// and the Request-URI. Lower Via values, Contact and Record-Route are forwarded
+    /// unchanged and not parsed; a script that reads them sees their parse errors through
+    /// their accessors.
+    Proxy,
 }
 
 fn via_spans(buf: &[u8], v: &Via<'_>) -> Option<ViaSpans> {

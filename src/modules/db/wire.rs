@@ -112,10 +112,7 @@ mod tests {
     impl AsyncStream for Chunks {
         async fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
             self.offered.push(buf.len());
-            let n = buf
-                .len()
-                .min(self.per_read)
-                .min(self.data.len() - self.pos);
+            let n = buf.len().min(self.per_read).min(self.data.len() - self.pos);
             buf[..n].copy_from_slice(&self.data[self.pos..self.pos + n]);
             self.pos += n;
             Ok(n)
