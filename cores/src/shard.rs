@@ -264,6 +264,8 @@ impl Shard {
         let mut cqes = Vec::with_capacity(256);
         let mut readies = Vec::with_capacity(256);
         let mut keys = Vec::with_capacity(64);
+        // When the current turn's work began: the end of the last wait.
+        let mut woke = Instant::now();
         loop {
             StatCells::bump(&self.stats().loop_turns);
             self.now.set(Instant::now());
@@ -273,18 +275,23 @@ impl Shard {
             if self.stop.get() || self.remote.stopping.load(Ordering::Acquire) {
                 break;
             }
+            let end = Instant::now();
             let timeout = if !self.tasks.borrow().ready.is_empty() {
                 Some(Duration::ZERO)
             } else {
                 self.wheel.borrow().next_expiry().map(|t| {
                     let at = self.start + Duration::from_millis(t);
-                    at.saturating_duration_since(Instant::now())
+                    at.saturating_duration_since(end)
                 })
             };
+            self.stats().turn(end.saturating_duration_since(woke));
             let r = match &mut *self.driver.borrow_mut() {
                 Driver::Uring(u) => u.wait(timeout, &mut cqes),
                 Driver::Epoll(e) => e.wait(timeout, &mut readies),
             };
+            woke = Instant::now();
+            // Completion handlers see the time they run at, not the time before the wait.
+            self.now.set(woke);
             if let Err(e) = r {
                 tracing::error!(shard = self.id, error = %e, "cores: waiting for I/O failed");
                 std::thread::sleep(Duration::from_millis(1));

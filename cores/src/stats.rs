@@ -27,6 +27,16 @@ macro_rules! stats {
 stats! {
     /// Loop turns.
     loop_turns,
+    /// Microseconds the loop spent working (not waiting for I/O or a timer), summed over
+    /// turns: dividing by wall time gives the shard's load.
+    busy_us,
+    /// Turns that worked longer than 1 ms without waiting: every message arriving during
+    /// such a turn waited that long before it was read.
+    turns_over_1ms,
+    /// Turns that worked longer than 10 ms without waiting.
+    turns_over_10ms,
+    /// The longest turn so far, in microseconds (a gauge, not a counter).
+    longest_turn_us,
     /// Datagrams handed to UDP handlers.
     udp_received,
     /// Datagrams dropped because they did not fit a provided buffer.
@@ -64,6 +74,29 @@ stats! {
 }
 
 impl StatCells {
+    /// Adds one turn that worked `busy` without waiting.
+    pub(crate) fn turn(&self, busy: std::time::Duration) {
+        let us = u64::try_from(busy.as_micros()).unwrap_or(u64::MAX);
+        Self::add(&self.busy_us, us);
+        if us > 1_000 {
+            Self::bump(&self.turns_over_1ms);
+            if us > 10_000 {
+                Self::bump(&self.turns_over_10ms);
+            }
+            if us > self.longest_turn_us.load(Ordering::Relaxed) {
+                self.longest_turn_us.store(us, Ordering::Relaxed);
+            }
+        } else if us > self.longest_turn_us.load(Ordering::Relaxed) {
+            self.longest_turn_us.store(us, Ordering::Relaxed);
+        }
+    }
+
+    /// Adds `n` to a counter written by one thread only.
+    #[inline]
+    pub(crate) fn add(c: &AtomicU64, n: u64) {
+        c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+    }
+
     /// Increments a counter written by one thread only.
     #[inline]
     pub(crate) fn bump(c: &AtomicU64) {

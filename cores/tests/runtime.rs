@@ -72,3 +72,49 @@ fn a_shard_can_stop_the_runtime() {
         rt.join();
     }
 }
+
+/// A task that works 3 ms without yielding makes one turn over 1 ms; the busy time and
+/// the longest turn include it.
+#[test]
+fn long_turns_are_counted() {
+    for backend in BACKENDS {
+        let (tx, rx) = mpsc::channel::<cores::ShardStats>();
+        let tx = Mutex::new(tx);
+        let rt = cores::start(config(backend, 1), move |_| {
+            let tx = tx.lock().unwrap().clone();
+            cores::spawn_local(async move {
+                // Some short turns first.
+                for _ in 0..5 {
+                    cores::sleep(std::time::Duration::from_millis(1)).await;
+                }
+                let before = cores::stats();
+                let t = std::time::Instant::now();
+                while t.elapsed() < std::time::Duration::from_millis(3) {
+                    std::hint::spin_loop();
+                }
+                // The busy turn ends at the next wait: sleep, then read the counters.
+                cores::sleep(std::time::Duration::from_millis(1)).await;
+                let after = cores::stats();
+                let _ = tx.send(before);
+                let _ = tx.send(after);
+            });
+            Ok(())
+        })
+        .unwrap();
+        let before = rx.recv_timeout(HANG).unwrap();
+        let after = rx.recv_timeout(HANG).unwrap();
+        // Exactly one turn ended between the two reads: the busy one (a preempted short
+        // turn before it could also be long on a loaded machine, hence the difference).
+        assert_eq!(
+            after.turns_over_1ms,
+            before.turns_over_1ms + 1,
+            "{backend:?}: {before:?} -> {after:?}"
+        );
+        assert!(after.longest_turn_us >= 3_000, "{backend:?}: {after:?}");
+        assert!(
+            after.busy_us >= before.busy_us + 3_000,
+            "{backend:?}: {before:?} -> {after:?}"
+        );
+        rt.shutdown();
+    }
+}

@@ -171,9 +171,13 @@ fn proxy_counters(s: &ProxyStats) -> [(&'static str, &'static str, u64); 25] {
 }
 
 /// `(name, value)` of every runtime counter.
-fn runtime_counters(s: &cores::ShardStats) -> [(&'static str, u64); 18] {
+fn runtime_counters(s: &cores::ShardStats) -> [(&'static str, u64); 22] {
     [
         ("loop_turns", s.loop_turns),
+        ("busy_us", s.busy_us),
+        ("turns_over_1ms", s.turns_over_1ms),
+        ("turns_over_10ms", s.turns_over_10ms),
+        ("longest_turn_us", s.longest_turn_us),
         ("udp_received", s.udp_received),
         ("udp_truncated", s.udp_truncated),
         ("udp_recv_errors", s.udp_recv_errors),
@@ -213,13 +217,16 @@ pub fn render_metrics(snaps: &[ShardSnapshot]) -> String {
     }
     let zero = cores::ShardStats::default();
     for (i, (name, _)) in runtime_counters(&zero).iter().enumerate() {
-        let total: u64 = snaps
-            .iter()
-            .map(|s| runtime_counters(&s.runtime)[i].1)
-            .sum();
+        let values = snaps.iter().map(|s| runtime_counters(&s.runtime)[i].1);
+        // The longest turn is a high-water mark: the largest over shards, not a sum.
+        let (total, kind) = if *name == "longest_turn_us" {
+            (values.max().unwrap_or(0), "gauge")
+        } else {
+            (values.sum(), "counter")
+        };
         let _ = writeln!(
             out,
-            "# TYPE ringsip_runtime_{name} counter\nringsip_runtime_{name} {total}"
+            "# TYPE ringsip_runtime_{name} {kind}\nringsip_runtime_{name} {total}"
         );
     }
     let _ = writeln!(out, "# TYPE ringsip_transactions gauge");
@@ -390,7 +397,17 @@ mod tests {
         b.proxy.requests = 4;
         b.proxy.async_started = 5;
         b.proxy.async_completed = 4;
+        a.runtime.longest_turn_us = 5;
+        b.runtime.longest_turn_us = 7;
+        a.runtime.turns_over_1ms = 2;
+        b.runtime.turns_over_1ms = 3;
         let text = render_metrics(&[a, b]);
+        assert!(
+            text.contains("ringsip_runtime_longest_turn_us 7\n"),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE ringsip_runtime_longest_turn_us gauge\n"));
+        assert!(text.contains("ringsip_runtime_turns_over_1ms 5\n"));
         assert!(text.contains("ringsip_requests_received 7\n"), "{text}");
         assert!(text.contains("ringsip_async_in_flight 1\n"));
         assert!(text.contains("ringsip_transactions{shard=\"0\"} 2\n"));
