@@ -304,6 +304,18 @@ pub struct HeaderValues<'a> {
 impl<'a> Iterator for HeaderValues<'a> {
     type Item = &'a [u8];
 
+    /// Counts the values line by line with [`CommaSplit`]'s count (no value is trimmed or
+    /// returned).
+    fn count(self) -> usize {
+        let mut n = self.split.count();
+        for e in self.entries {
+            if e.name == self.name {
+                n += CommaSplit::new(e.value.get(self.buf)).count();
+            }
+        }
+        n
+    }
+
     fn next(&mut self) -> Option<&'a [u8]> {
         loop {
             if !self.split.is_done() {
