@@ -459,7 +459,11 @@ impl Message {
     /// Parses one message from `buf`. On a stream transport `buf` may hold more than one
     /// message; [`Message::consumed`] tells how many bytes this one used (leading CRLF
     /// keep-alives included) and the message keeps only its own bytes. Allocates nothing.
-    #[inline]
+    ///
+    /// Always inlined: the `Message` (about 2 KB: the 64-line index and the edit arena) is
+    /// then built where the caller keeps it, instead of being returned through the
+    /// `Result` and copied out of it (about 220 instructions a message).
+    #[inline(always)]
     pub fn parse(buf: Bytes, transport: Transport, limits: &Limits) -> Result<Message, ParseError> {
         let stream = transport == Transport::Stream;
         let limit = limits.max_message_len.min(MAX_MESSAGE_LEN);
