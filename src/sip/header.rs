@@ -737,17 +737,26 @@ pub struct CSeq<'a> {
 /// Parses a CSeq value.
 pub fn parse_cseq(v: &[u8]) -> Result<CSeq<'_>, HeaderError> {
     let e = || bad(HeaderName::CSeq);
+    const MAX: u64 = (1 << 31) - 1;
     let i = skip_lws(v, 0);
+    // The digits and their value in one pass; the value is held at MAX + 1 once above MAX
+    // (leading zeros do not count), so it cannot overflow.
     let mut j = i;
-    while v.get(j).is_some_and(u8::is_ascii_digit) {
+    let mut value = 0u64;
+    while let Some(&c) = v.get(j) {
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
+            break;
+        }
+        value = (value * 10 + u64::from(d)).min(MAX + 1);
         j += 1;
     }
-    let digits = v.get(i..j).ok_or_else(e)?;
-    if digits.is_empty() {
+    if j == i {
         return Err(e());
     }
-    let number = parse_u64(digits, (1 << 31) - 1)
-        .and_then(|n| u32::try_from(n).ok())
+    let number = u32::try_from(value)
+        .ok()
+        .filter(|&n| u64::from(n) <= MAX)
         .ok_or(HeaderError::new(
             HeaderName::CSeq,
             HeaderErrorKind::Overlarge,

@@ -824,7 +824,7 @@ impl Message {
     /// Call-ID (`$ci`).
     pub fn call_id(&self) -> Result<&[u8], HeaderError> {
         match self.header(HeaderName::CallId) {
-            Some(v) if !v.is_empty() && !v.iter().any(|&c| scan::is_lws(c)) => Ok(v),
+            Some(v) if !v.is_empty() && !scan::has_lws(v) => Ok(v),
             Some(_) => Err(HeaderError::new(
                 HeaderName::CallId,
                 HeaderErrorKind::Malformed,

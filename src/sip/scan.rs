@@ -132,6 +132,32 @@ pub fn find_cr_lf_nul(s: &[u8]) -> Option<usize> {
     }
 }
 
+/// True when `s` holds an LWS byte (SP, HTAB, CR or LF), sixteen bytes at a time on x86_64.
+#[inline]
+pub fn has_lws(s: &[u8]) -> bool {
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    {
+        use std::arch::x86_64::{_mm_movemask_epi8, _mm_or_si128};
+        let at = block::first_hit(
+            s,
+            0,
+            // SAFETY: SSE2 is enabled for this build (the cfg above); these intrinsics only
+            // compute on registers.
+            |v| unsafe {
+                let a = _mm_or_si128(block::eq(v, b' '), block::eq(v, b'\t'));
+                let b = _mm_or_si128(block::eq(v, b'\r'), block::eq(v, b'\n'));
+                _mm_movemask_epi8(_mm_or_si128(a, b)) as u32
+            },
+            is_lws,
+        );
+        at < s.len()
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+    {
+        s.iter().any(|&c| is_lws(c))
+    }
+}
+
 /// Index of the first `"`, `<`, `>` or `,` in `s` at or after `from` (`s.len()` if none):
 /// the bytes [`CommaSplit`] acts on.
 #[inline]
@@ -779,6 +805,20 @@ mod tests {
         let mut short = [0u8; 3];
         copy_bytes(&mut short, b"abcd");
         assert_eq!(short, [0; 3]);
+    }
+
+    #[test]
+    fn lws_found_anywhere() {
+        for n in [0usize, 1, 15, 16, 17, 40] {
+            for at in 0..n {
+                for c in 0..=255u8 {
+                    let mut s = vec![b'v'; n];
+                    s[at] = c;
+                    assert_eq!(has_lws(&s), is_lws(c), "{c} at {at} of {n}");
+                }
+            }
+            assert!(!has_lws(&vec![b'v'; n]));
+        }
     }
 
     #[test]
