@@ -249,7 +249,10 @@ pub(crate) mod block {
             let letter = in_range(_mm_or_si128(v, _mm_set1_epi8(0x20)), b'a', b'z');
             let digit = in_range(v, b'0', b'9');
             let dash_dot = in_range(v, b'-', b'.');
-            let m = _mm_or_si128(_mm_or_si128(letter, digit), _mm_or_si128(dash_dot, eq(v, b'_')));
+            let m = _mm_or_si128(
+                _mm_or_si128(letter, digit),
+                _mm_or_si128(dash_dot, eq(v, b'_')),
+            );
             _mm_movemask_epi8(m) as u32
         }
     }
@@ -489,7 +492,11 @@ pub(crate) fn copy_bytes(dst: &mut [u8], src: &[u8]) {
         16..=32 => two::<16>(dst, src, n),
         33..=64 => {
             // the first and last 32 bytes, each as two 16-byte words
-            two::<16>(dst.get_mut(..32).unwrap_or(&mut []), src.get(..32).unwrap_or(&[]), 32);
+            two::<16>(
+                dst.get_mut(..32).unwrap_or(&mut []),
+                src.get(..32).unwrap_or(&[]),
+                32,
+            );
             let tail = n - 32;
             two::<16>(
                 dst.get_mut(tail..).unwrap_or(&mut []),
@@ -887,13 +894,18 @@ mod tests {
             for seed in 0..40usize {
                 let v: Vec<u8> = (0..n)
                     .map(|i| {
-                        let k = (i * 7 + seed * 13 + i * i * seed + seed * seed) % (alphabet.len() + 3);
+                        let k =
+                            (i * 7 + seed * 13 + i * i * seed + seed * seed) % (alphabet.len() + 3);
                         alphabet.get(k).copied().unwrap_or(b'x')
                     })
                     .collect();
                 let mut it = CommaSplit::new(&v);
                 loop {
-                    assert_eq!(it.clone().count(), it.clone().fold(0, |n, _| n + 1), "{v:?}");
+                    assert_eq!(
+                        it.clone().count(),
+                        it.clone().fold(0, |n, _| n + 1),
+                        "{v:?}"
+                    );
                     if it.next().is_none() {
                         break;
                     }
