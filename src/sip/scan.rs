@@ -158,46 +158,71 @@ pub fn has_lws(s: &[u8]) -> bool {
     }
 }
 
-/// Index of the first `"`, `<`, `>` or `,` in `s` at or after `from` (`s.len()` if none):
-/// the bytes [`CommaSplit`] acts on.
-#[inline]
-fn find_split_special(s: &[u8], from: usize) -> usize {
+/// The `"`, `<`, `>` and `,` bytes (the bytes [`CommaSplit`] acts on) among the up to 16
+/// bytes of `s` from `at`: bit k of the mask stands for byte `at + k`; the second value is
+/// how many bytes the mask covers (0 when `at` is at or past the end).
+#[inline(always)]
+fn split_special_mask(s: &[u8], at: usize) -> (u32, usize) {
+    let len = s.len();
+    if at >= len {
+        return (0, 0);
+    }
     #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
     {
-        use std::arch::x86_64::{_mm_cmpeq_epi8, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8};
+        use std::arch::x86_64::{_mm_movemask_epi8, _mm_or_si128};
         // SAFETY: SSE2 is enabled for this build (the cfg above); these intrinsics only
         // compute on registers.
-        let (q, lt, gt, comma) = unsafe {
-            (
-                _mm_set1_epi8(b'"' as i8),
-                _mm_set1_epi8(b'<' as i8),
-                _mm_set1_epi8(b'>' as i8),
-                _mm_set1_epi8(b',' as i8),
-            )
+        let specials = |v| unsafe {
+            let a = _mm_or_si128(block::eq(v, b'"'), block::eq(v, b'<'));
+            let b = _mm_or_si128(block::eq(v, b'>'), block::eq(v, b','));
+            (_mm_movemask_epi8(_mm_or_si128(a, b)) as u32) & 0xffff
         };
-        block::first_hit(
-            s,
-            from,
-            // SAFETY: as above.
-            |v| unsafe {
-                let a = _mm_or_si128(_mm_cmpeq_epi8(v, q), _mm_cmpeq_epi8(v, lt));
-                let b = _mm_or_si128(_mm_cmpeq_epi8(v, gt), _mm_cmpeq_epi8(v, comma));
-                _mm_movemask_epi8(_mm_or_si128(a, b)) as u32
-            },
-            |c| SPLIT_SPECIAL[usize::from(c)],
-        )
-    }
-    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
-    {
-        let mut i = from;
-        while let Some(&c) = s.get(i) {
-            if SPLIT_SPECIAL[usize::from(c)] {
-                break;
-            }
-            i += 1;
+        if let Some(v) = block::load(s, at) {
+            return (specials(v), 16);
         }
-        i.min(s.len())
+        let left = len - at; // 1..=15
+        if let Some(v) = len.checked_sub(16).and_then(|last| block::load(s, last)) {
+            // the overlapping last block; the bits of bytes before `at` shifted out
+            return (specials(v) >> (16 - left), left);
+        }
     }
+    let end = len.min(at + 16);
+    let mut m = 0u32;
+    for (k, &c) in s.get(at..end).unwrap_or(&[]).iter().enumerate() {
+        if SPLIT_SPECIAL[usize::from(c)] {
+            m |= 1 << k;
+        }
+    }
+    (m, end - at)
+}
+
+/// Where the element of a comma-separated list that starts at `from` ends: the index of the
+/// first `,` outside quoted strings and `<...>`, or `s.len()`. The specials of a block are
+/// visited bit by bit, so a block is read once however many of them it holds (a quoted
+/// string is jumped over and the scan goes on after it).
+fn element_end(s: &[u8], from: usize) -> usize {
+    let len = s.len();
+    let mut in_angle = false;
+    let mut i = from;
+    'blocks: while i < len {
+        let (mut m, width) = split_special_mask(s, i);
+        while m != 0 {
+            let j = i + m.trailing_zeros() as usize;
+            match s.get(j) {
+                Some(b'"') => {
+                    i = quoted_end(s, j).unwrap_or(len);
+                    continue 'blocks;
+                }
+                Some(b'<') => in_angle = true,
+                Some(b'>') => in_angle = false,
+                Some(_) if !in_angle => return j, // ','
+                _ => {}
+            }
+            m &= m - 1;
+        }
+        i += width.max(1);
+    }
+    len
 }
 
 /// Sixteen-byte block scanning with SSE2 (x86_64 baseline).
@@ -616,32 +641,12 @@ impl<'a> Iterator for CommaSplit<'a> {
         let len = s.len();
         let mut n = 0;
         let mut start = self.pos;
-        let mut i = start;
-        let mut in_angle = false;
-        if start >= len {
-            return 0;
+        while start < len {
+            let end = element_end(s, start);
+            n += usize::from(skip_lws(s, start) < end);
+            start = end + 1;
         }
-        loop {
-            i = find_split_special(s, i);
-            match s.get(i) {
-                None => {
-                    return n + usize::from(skip_lws(s, start) < len);
-                }
-                Some(b'"') => {
-                    i = quoted_end(s, i).unwrap_or(len);
-                    continue;
-                }
-                Some(b'<') => in_angle = true,
-                Some(b'>') => in_angle = false,
-                Some(_) if !in_angle => {
-                    // ','
-                    n += usize::from(skip_lws(s, start) < i);
-                    start = i + 1;
-                }
-                Some(_) => {}
-            }
-            i += 1;
-        }
+        n
     }
 
     fn next(&mut self) -> Option<&'a [u8]> {
@@ -651,27 +656,9 @@ impl<'a> Iterator for CommaSplit<'a> {
                 return None;
             }
             let start = self.pos;
-            let mut i = start;
-            let mut in_angle = false;
-            // Jump from one `"`, `<`, `>`, `,` to the next; the element ends at the first
-            // comma outside quotes and angle brackets (or at the end).
-            loop {
-                i = find_split_special(self.s, i);
-                match self.s.get(i) {
-                    None => break,
-                    Some(b'"') => {
-                        i = quoted_end(self.s, i).unwrap_or(len);
-                        continue;
-                    }
-                    Some(b'<') => in_angle = true,
-                    Some(b'>') => in_angle = false,
-                    Some(_) if !in_angle => break, // ','
-                    Some(_) => {}
-                }
-                i += 1;
-            }
-            self.pos = i.saturating_add(1);
-            let elem = trim_lws(self.s.get(start..i.min(len)).unwrap_or(&[]));
+            let end = element_end(self.s, start);
+            self.pos = end.saturating_add(1);
+            let elem = trim_lws(self.s.get(start..end).unwrap_or(&[]));
             if !elem.is_empty() {
                 return Some(elem);
             }
@@ -842,23 +829,48 @@ mod tests {
         }
     }
 
+    /// The element end as the splitter found it before the block walk: from one special
+    /// byte to the next, one byte at a time.
+    fn element_end_scalar(s: &[u8], from: usize) -> usize {
+        let len = s.len();
+        let mut i = from;
+        let mut in_angle = false;
+        loop {
+            while s.get(i).is_some_and(|&c| !SPLIT_SPECIAL[usize::from(c)]) {
+                i += 1;
+            }
+            match s.get(i) {
+                None => return len,
+                Some(b'"') => {
+                    i = quoted_end(s, i).unwrap_or(len);
+                    continue;
+                }
+                Some(b'<') => in_angle = true,
+                Some(b'>') => in_angle = false,
+                Some(_) if !in_angle => return i,
+                Some(_) => {}
+            }
+            i += 1;
+        }
+    }
+
     #[test]
-    fn split_special_matches_scalar() {
-        let alphabet = b"ab<,>\" ;x";
+    fn element_end_matches_scalar() {
+        let alphabet = b"ab<,>\" ;\\x";
         for n in [0usize, 1, 7, 15, 16, 17, 31, 32, 33, 47, 50] {
-            for seed in 0..20usize {
+            for seed in 0..40usize {
                 let hay: Vec<u8> = (0..n)
                     .map(|i| {
-                        let k = (i * 7 + seed * 13 + i * i * seed) % (alphabet.len() * 4);
+                        let k = (i * 7 + seed * 13 + i * i * seed) % (alphabet.len() * 3);
                         alphabet.get(k).copied().unwrap_or(b'z')
                     })
                     .collect();
-                for from in 0..=n {
-                    let want = hay[from..]
-                        .iter()
-                        .position(|&c| SPLIT_SPECIAL[usize::from(c)])
-                        .map_or(n, |p| from + p);
-                    assert_eq!(find_split_special(&hay, from), want, "{hay:?} from {from}");
+                for from in 0..=n + 1 {
+                    assert_eq!(
+                        element_end(&hay, from),
+                        element_end_scalar(&hay, from),
+                        "{hay:?} from {from}"
+                    );
                 }
             }
         }
