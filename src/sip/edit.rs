@@ -135,7 +135,7 @@ impl Edits {
             let mut at = used;
             for p in parts {
                 if let Some(dst) = self.inline.get_mut(at..at + p.len()) {
-                    dst.copy_from_slice(p);
+                    super::scan::copy_bytes(dst, p);
                 }
                 at += p.len();
             }
@@ -688,7 +688,7 @@ impl Message {
         let mut fits = true;
         self.for_each_piece(|p| {
             match out.get_mut(at..at + p.len()) {
-                Some(dst) if fits => dst.copy_from_slice(p),
+                Some(dst) if fits => super::scan::copy_bytes(dst, p),
                 _ => fits = false,
             }
             at += p.len();

@@ -346,26 +346,41 @@ fn bad(h: HeaderName) -> HeaderError {
     HeaderError::new(h, HeaderErrorKind::Malformed)
 }
 
-/// Parses one Via value (one comma-separated element).
-pub fn parse_via(v: &[u8]) -> Result<Via<'_>, HeaderError> {
-    let e = || bad(HeaderName::Via);
+/// sent-protocol (`name / version / transport`, LWS allowed around the slashes) and the
+/// index after it. The usual `SIP/2.0/` prefix is matched whole.
+#[inline]
+fn via_protocol(v: &[u8]) -> Option<([&[u8]; 3], usize)> {
+    if let Some(rest) = v.strip_prefix(b"SIP/2.0/") {
+        let end = token_end(rest, 0);
+        if end > 0 {
+            // slices of `v` (callers take spans of them), not the literals
+            return Some(([v.get(..3)?, v.get(4..7)?, rest.get(..end)?], 8 + end));
+        }
+    }
     let mut i = skip_lws(v, 0);
     let mut proto: [&[u8]; 3] = [&[]; 3];
     for (k, slot) in proto.iter_mut().enumerate() {
         if k > 0 {
             i = skip_lws(v, i);
             if v.get(i) != Some(&b'/') {
-                return Err(e());
+                return None;
             }
             i = skip_lws(v, i + 1);
         }
         let end = token_end(v, i);
         if end == i {
-            return Err(e());
+            return None;
         }
-        *slot = v.get(i..end).ok_or_else(e)?;
+        *slot = v.get(i..end)?;
         i = end;
     }
+    Some((proto, i))
+}
+
+/// Parses one Via value (one comma-separated element).
+pub fn parse_via(v: &[u8]) -> Result<Via<'_>, HeaderError> {
+    let e = || bad(HeaderName::Via);
+    let (proto, mut i) = via_protocol(v).ok_or_else(e)?;
     // sent-by: at least one LWS, then host [ COLON port ]
     let after_proto = i;
     i = skip_lws(v, i);
@@ -450,9 +465,7 @@ pub fn parse_via(v: &[u8]) -> Result<Via<'_>, HeaderError> {
                 Some(b'"') => k = quoted_end(params, k).ok_or_else(e)?,
                 Some(b'[') => return via_params_two_pass(via, params),
                 _ => {
-                    while params.get(k).is_some_and(|&c| is_token(c) || c == b':') {
-                        k += 1;
-                    }
+                    k = scan::token_colon_end(params, k);
                     if k == start {
                         return Err(e());
                     }
@@ -724,17 +737,26 @@ pub struct CSeq<'a> {
 /// Parses a CSeq value.
 pub fn parse_cseq(v: &[u8]) -> Result<CSeq<'_>, HeaderError> {
     let e = || bad(HeaderName::CSeq);
+    const MAX: u64 = (1 << 31) - 1;
     let i = skip_lws(v, 0);
+    // The digits and their value in one pass; the value is held at MAX + 1 once above MAX
+    // (leading zeros do not count), so it cannot overflow.
     let mut j = i;
-    while v.get(j).is_some_and(u8::is_ascii_digit) {
+    let mut value = 0u64;
+    while let Some(&c) = v.get(j) {
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
+            break;
+        }
+        value = (value * 10 + u64::from(d)).min(MAX + 1);
         j += 1;
     }
-    let digits = v.get(i..j).ok_or_else(e)?;
-    if digits.is_empty() {
+    if j == i {
         return Err(e());
     }
-    let number = parse_u64(digits, (1 << 31) - 1)
-        .and_then(|n| u32::try_from(n).ok())
+    let number = u32::try_from(value)
+        .ok()
+        .filter(|&n| u64::from(n) <= MAX)
         .ok_or(HeaderError::new(
             HeaderName::CSeq,
             HeaderErrorKind::Overlarge,

@@ -304,6 +304,18 @@ pub struct HeaderValues<'a> {
 impl<'a> Iterator for HeaderValues<'a> {
     type Item = &'a [u8];
 
+    /// Counts the values line by line with [`CommaSplit`]'s count (no value is trimmed or
+    /// returned).
+    fn count(self) -> usize {
+        let mut n = self.split.count();
+        for e in self.entries {
+            if e.name == self.name {
+                n += CommaSplit::new(e.value.get(self.buf)).count();
+            }
+        }
+        n
+    }
+
     fn next(&mut self) -> Option<&'a [u8]> {
         loop {
             if !self.split.is_done() {
@@ -447,7 +459,11 @@ impl Message {
     /// Parses one message from `buf`. On a stream transport `buf` may hold more than one
     /// message; [`Message::consumed`] tells how many bytes this one used (leading CRLF
     /// keep-alives included) and the message keeps only its own bytes. Allocates nothing.
-    #[inline]
+    ///
+    /// Always inlined: the `Message` (about 2 KB: the 64-line index and the edit arena) is
+    /// then built where the caller keeps it, instead of being returned through the
+    /// `Result` and copied out of it (about 220 instructions a message).
+    #[inline(always)]
     pub fn parse(buf: Bytes, transport: Transport, limits: &Limits) -> Result<Message, ParseError> {
         let stream = transport == Transport::Stream;
         let limit = limits.max_message_len.min(MAX_MESSAGE_LEN);
@@ -808,7 +824,7 @@ impl Message {
     /// Call-ID (`$ci`).
     pub fn call_id(&self) -> Result<&[u8], HeaderError> {
         match self.header(HeaderName::CallId) {
-            Some(v) if !v.is_empty() && !v.iter().any(|&c| scan::is_lws(c)) => Ok(v),
+            Some(v) if !v.is_empty() && !scan::has_lws(v) => Ok(v),
             Some(_) => Err(HeaderError::new(
                 HeaderName::CallId,
                 HeaderErrorKind::Malformed,

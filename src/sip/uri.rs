@@ -103,15 +103,41 @@ pub fn parse_host(s: &[u8]) -> Result<Host<'_>, UriError> {
 pub(crate) fn hostname_end(s: &[u8], i: usize) -> (usize, bool) {
     #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
     {
-        let end =
-            super::scan::block::first_hit(s, i, |v| !sse::host_mask(v), |c| class(c) & HOST == 0);
-        let not_dd = super::scan::block::first_hit(
-            s,
-            i,
-            |v| !sse::digit_dot_mask(v),
-            |c| class(c) & DIGIT_DOT == 0,
-        );
-        (end, not_dd >= end)
+        // One pass: per block, the hostname mask ends the scan and the digit-or-dot mask of
+        // the bytes before that end says whether they are all digits and dots.
+        use super::scan::block;
+        let len = s.len();
+        let mut at = i;
+        let mut dd = true;
+        while let Some(v) = block::load(s, at) {
+            let host = sse::host_mask(v) & 0xffff;
+            let digit_dot = sse::digit_dot_mask(v) & 0xffff;
+            if host != 0xffff {
+                let k = (!host).trailing_zeros();
+                let before = (1u32 << k) - 1;
+                return (at + k as usize, dd && digit_dot & before == before);
+            }
+            dd &= digit_dot == 0xffff;
+            at += 16;
+        }
+        if at >= len {
+            return (len, dd);
+        }
+        if len >= 16 {
+            // the last 1..=15 bytes, read as the overlapping last block of `s`
+            let left = len - at;
+            if let Some(v) = block::load(s, len - 16) {
+                let shift = 16 - left;
+                let host = (sse::host_mask(v) & 0xffff) >> shift;
+                let digit_dot = (sse::digit_dot_mask(v) & 0xffff) >> shift;
+                // bits of `host` at and above `left` are zero: the scan ends by `len`
+                let k = (!host).trailing_zeros().min(left as u32);
+                let before = (1u32 << k) - 1;
+                return (at + k as usize, dd && digit_dot & before == before);
+            }
+        }
+        let (end, tail_dd) = hostname_end_scalar(s, at);
+        (end, dd && tail_dd)
     }
     #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
     {
@@ -120,7 +146,6 @@ pub(crate) fn hostname_end(s: &[u8], i: usize) -> (usize, bool) {
 }
 
 /// [`hostname_end`] one byte at a time.
-#[cfg_attr(all(target_arch = "x86_64", target_feature = "sse2"), allow(dead_code))]
 fn hostname_end_scalar(s: &[u8], i: usize) -> (usize, bool) {
     let mut end = i;
     let mut all = DIGIT_DOT;
