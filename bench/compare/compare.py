@@ -151,6 +151,41 @@ def tree_cpu_s(root: int) -> float:
     return total / CLK_TCK
 
 
+def tree_ctx_switches(root: int) -> int:
+    """Involuntary context switches, summed over every thread of the process tree of
+    `root`: each is a time another task took the CPU from the proxy while it could run."""
+    total = 0
+    for pid in process_tree(root):
+        try:
+            tasks = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tasks:
+            try:
+                status = Path(f"/proc/{pid}/task/{tid}/status").read_text()
+            except OSError:
+                continue
+            m = re.search(r"^nonvoluntary_ctxt_switches:\s+(\d+)", status, re.M)
+            total += int(m.group(1)) if m else 0
+    return total
+
+
+def cpu_steal_s(cpus: str) -> float:
+    """Steal time (the hypervisor ran something else) of the CPUs in `cpus` ("0", "0,1",
+    "2-3"), from /proc/stat, in seconds; 0 on bare metal."""
+    want: set[int] = set()
+    for part in cpus.split(","):
+        lo, _, hi = part.partition("-")
+        if lo.isdigit():
+            want.update(range(int(lo), int(hi or lo) + 1))
+    total = 0
+    for line in Path("/proc/stat").read_text().splitlines():
+        f = line.split()
+        if f and f[0].startswith("cpu") and f[0][3:].isdigit() and int(f[0][3:]) in want and len(f) > 8:
+            total += int(f[8])
+    return total / CLK_TCK
+
+
 def tree_memory_kib(root: int) -> dict:
     """VmRSS, VmHWM (from status) and Pss (from smaps_rollup) summed over the tree."""
     out = {"processes": 0, "vmrss_kib": 0, "vmhwm_kib": 0, "pss_kib": 0}
@@ -461,7 +496,8 @@ class Proxy:
     def __init__(self, name: str, argv: list[str], log_path: Path, port: int, ready_line: str | None):
         self.name, self.argv, self.log_path, self.port, self.ready_line = name, argv, log_path, port, ready_line
         self.proc: subprocess.Popen | None = None
-        self.mgmt_port: int | None = None  # ringsip's --mgmt port, when sampled
+        self.mgmt_port: int | None = None  # ringsip's --mgmt port
+        self.sample_suspended = False  # poll the suspended count during runs (delay scenarios)
         self.uses_http = False  # async-http: the HTTP server's CPU is recorded per run
         self.uses_db = False  # async-db: MariaDB's CPU is recorded per run
 
@@ -526,6 +562,10 @@ class Proxy:
     def cpu_s(self) -> float:
         assert self.proc is not None
         return tree_cpu_s(self.proc.pid)
+
+    def preemptions(self) -> int:
+        assert self.proc is not None
+        return tree_ctx_switches(self.proc.pid)
 
     def memory(self) -> dict:
         assert self.proc is not None
@@ -614,13 +654,15 @@ def make_proxy(name: str, scenario: str, args, workdir: Path, table: str | None,
     render_ringsip_script(HERE / "ringsip" / f"{scenario}.cfg", script, port, table, args.db_pool,
                           http_port, args.db_max_queued)
     argv = ["taskset", "-c", args.proxy_cpu, args.ringsip, "-f", str(script), "--cpus", args.proxy_cpu]
-    mgmt = None
-    if (table is not None and args.db_delay_ms > 0) or (http_port is not None and args.http_delay_ms > 0):
-        mgmt = port + 1000
-        argv += ["--mgmt", f"{LOCALHOST}:{mgmt}"]
+    # The management endpoint: the suspended-transaction sampler (delay scenarios) and
+    # the loop's long-turn counters read before and after every run.
+    mgmt = port + 1000
+    argv += ["--mgmt", f"{LOCALHOST}:{mgmt}"]
+    sample = (table is not None and args.db_delay_ms > 0) or (http_port is not None and args.http_delay_ms > 0)
     argv += args.ringsip_arg
     proxy = Proxy(name, argv, logp, port, "ringsip ready")
     proxy.mgmt_port = mgmt
+    proxy.sample_suspended = sample
     proxy.uses_http = http_port is not None
     proxy.uses_db = table is not None
     return proxy
@@ -761,6 +803,8 @@ def run_load(args, proxy: Proxy, rate: float, duration: float, workdir: Path) ->
     if not proxy.alive():
         raise SetupError(f"{proxy.name} is no longer running; see {proxy.log_path}")
     cpu0 = proxy.cpu_s()
+    pre0, steal0 = proxy.preemptions(), cpu_steal_s(args.proxy_cpu)
+    turns0 = proxy.metrics()
     http = getattr(args, "http_server", None) if proxy.uses_http else None
     http0 = http.cpu_s() if http is not None else None
     count0 = http.counts() if http is not None else {}
@@ -770,7 +814,7 @@ def run_load(args, proxy: Proxy, rate: float, duration: float, workdir: Path) ->
     sampled: dict = {}
     stop = threading.Event()
     sampler = None
-    if proxy.mgmt_port is not None:
+    if proxy.mgmt_port is not None and proxy.sample_suspended:
         base = proxy.metrics()
         sampled = {"rss_before_bytes": base.get("ringsip_resident_bytes"), "suspended_peak": 0.0,
                    "transactions_at_peak": None, "rss_at_peak_bytes": None}
@@ -796,6 +840,15 @@ def run_load(args, proxy: Proxy, rate: float, duration: float, workdir: Path) ->
     if sampled:
         res["ringsip_metrics"] = sampled
     res["proxy_cpu_s"] = proxy.cpu_s() - cpu0
+    # Time the proxy could not run: preempted by another task on its CPU, or its vCPU
+    # not run by the hypervisor (steal); and, for ringsip, its loop turns over 1 ms.
+    res["proxy_preemptions"] = proxy.preemptions() - pre0
+    res["proxy_cpu_steal_s"] = cpu_steal_s(args.proxy_cpu) - steal0
+    turns1 = proxy.metrics()
+    if turns0 and turns1:
+        res["proxy_turns_over_1ms"] = (turns1.get("ringsip_runtime_turns_over_1ms", 0)
+                                       - turns0.get("ringsip_runtime_turns_over_1ms", 0))
+        res["proxy_longest_turn_us"] = turns1.get("ringsip_runtime_longest_turn_us")
     if http0 is not None:
         http1 = http.cpu_s()
         # The HTTP server shares the generator's CPU; one request per call.
@@ -947,8 +1000,8 @@ def sweep_markdown(runs: list[dict], meta: dict) -> str:
              "| scenario | proxy | round | offered | achieved | failed | p50 ms | p99 ms | suspended peak "
              "| transactions then | RSS before → at peak (MB) | RSS growth / suspended (KB) "
              "| RSS growth / transaction (KB) | HTTP server µs/call | DB server µs/call (CPU share) "
-             "| proxy CPU share | load avg |",
-             "|---" * 17 + "|"]
+             "| proxy CPU share | proxy preempted | steal ms | turns > 1 ms | load avg |",
+             "|---" * 20 + "|"]
     for r in runs:
         for pt in r.get("points", []):
             m = pt.get("ringsip_metrics") or {}
@@ -964,7 +1017,9 @@ def sweep_markdown(runs: list[dict], meta: dict) -> str:
                 f"| {p99 / 1000 if p99 is not None else float('nan'):.2f} | {fmt(peak)} | {fmt(txns)} | {rss} | {per} | {per_t} "
                 f"| {fmt(pt.get('http_server_cpu_us_per_call'))} "
                 f"| {fmt(pt.get('db_server_cpu_us_per_call'))} ({fmt(pt.get('db_server_cpu_share'))}) "
-                f"| {fmt(pt.get('proxy_cpu_share'))} | {pt.get('loadavg', '?').split(' ')[0]} |")
+                f"| {fmt(pt.get('proxy_cpu_share'))} | {fmt(pt.get('proxy_preemptions'))} "
+                f"| {fmt(pt['proxy_cpu_steal_s'] * 1000 if pt.get('proxy_cpu_steal_s') is not None else None)} "
+                f"| {fmt(pt.get('proxy_turns_over_1ms'))} | {pt.get('loadavg', '?').split(' ')[0]} |")
     return "\n".join(lines)
 
 
