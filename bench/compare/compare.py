@@ -137,9 +137,9 @@ def process_tree(root: int) -> list[int]:
     return tree
 
 
-def tree_cpu_s(root: int) -> float:
-    """utime+stime (all threads) summed over the process tree of `root`, in seconds."""
-    total = 0
+def tree_cpu_split_s(root: int) -> tuple[float, float]:
+    """(utime, stime) (all threads) summed over the process tree of `root`, in seconds."""
+    user = system = 0
     for pid in process_tree(root):
         try:
             raw = Path(f"/proc/{pid}/stat").read_text()
@@ -147,8 +147,14 @@ def tree_cpu_s(root: int) -> float:
             continue
         fields = raw[raw.rfind(")") + 2 :].split()
         # After the comm field: state(0) ppid(1) ... utime(11) stime(12).
-        total += int(fields[11]) + int(fields[12])
-    return total / CLK_TCK
+        user += int(fields[11])
+        system += int(fields[12])
+    return user / CLK_TCK, system / CLK_TCK
+
+
+def tree_cpu_s(root: int) -> float:
+    """utime+stime (all threads) summed over the process tree of `root`, in seconds."""
+    return sum(tree_cpu_split_s(root))
 
 
 def tree_ctx_switches(root: int) -> int:
@@ -563,6 +569,10 @@ class Proxy:
         assert self.proc is not None
         return tree_cpu_s(self.proc.pid)
 
+    def cpu_split_s(self) -> tuple[float, float]:
+        assert self.proc is not None
+        return tree_cpu_split_s(self.proc.pid)
+
     def preemptions(self) -> int:
         assert self.proc is not None
         return tree_ctx_switches(self.proc.pid)
@@ -803,6 +813,7 @@ def run_load(args, proxy: Proxy, rate: float, duration: float, workdir: Path) ->
     if not proxy.alive():
         raise SetupError(f"{proxy.name} is no longer running; see {proxy.log_path}")
     cpu0 = proxy.cpu_s()
+    user0, sys0 = proxy.cpu_split_s()
     pre0, steal0 = proxy.preemptions(), cpu_steal_s(args.proxy_cpu)
     turns0 = proxy.metrics()
     http = getattr(args, "http_server", None) if proxy.uses_http else None
@@ -840,6 +851,10 @@ def run_load(args, proxy: Proxy, rate: float, duration: float, workdir: Path) ->
     if sampled:
         res["ringsip_metrics"] = sampled
     res["proxy_cpu_s"] = proxy.cpu_s() - cpu0
+    user1, sys1 = proxy.cpu_split_s()
+    # User vs kernel: the kernel's share (UDP send/receive, wake-ups) is the same work for
+    # any proxy; the user share is the proxy's own code.
+    res["proxy_user_s"], res["proxy_sys_s"] = user1 - user0, sys1 - sys0
     # Time the proxy could not run: preempted by another task on its CPU, or its vCPU
     # not run by the hypervisor (steal); and, for ringsip, its loop turns over 1 ms.
     res["proxy_preemptions"] = proxy.preemptions() - pre0
@@ -877,6 +892,8 @@ def run_load(args, proxy: Proxy, rate: float, duration: float, workdir: Path) ->
     res["loadavg"] = loadavg()
     done = res["calls_ok"]
     res["proxy_cpu_us_per_call"] = res["proxy_cpu_s"] * 1e6 / done if done else None
+    res["proxy_user_us_per_call"] = res["proxy_user_s"] * 1e6 / done if done else None
+    res["proxy_sys_us_per_call"] = res["proxy_sys_s"] * 1e6 / done if done else None
     res["generator_cpu_us_per_call"] = res["generator_cpu_s"] * 1e6 / done if done else None
     if not proxy.alive():
         raise SetupError(f"{proxy.name} died during a run at {rate:g} cps; see {proxy.log_path}")
@@ -946,6 +963,8 @@ def summarize(runs: list[dict], scenarios, proxies) -> dict:
     metrics = {
         "max_rate_cps": lambda r: r.get("search", {}).get("max_rate"),
         "cpu_us_per_call": lambda r: passed_get(r, "cpu", "proxy_cpu_us_per_call"),
+        "user_us_per_call": lambda r: passed_get(r, "cpu", "proxy_user_us_per_call"),
+        "sys_us_per_call": lambda r: passed_get(r, "cpu", "proxy_sys_us_per_call"),
         "p50_invite_200_us_at_half_max": lambda r: passed_get(r, "latency", "invite_200_p50_us"),
         "p99_invite_200_us_at_half_max": lambda r: passed_get(r, "latency", "invite_200_p99_us"),
         "pss_kib": lambda r: r.get("memory", {}).get("pss_kib"),
