@@ -219,10 +219,13 @@ pub enum StartLine {
     },
 }
 
+/// One header line of the index: 12 bytes (the name starts where the line does, so only
+/// its end is kept).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Entry {
     pub(crate) name: HeaderName,
-    pub(crate) name_span: Span,
+    /// One past the name's last byte (the name starts at `line.start`).
+    name_end: u16,
     pub(crate) value: Span,
     /// The whole line: name to the CRLF that ends it (continuation lines included).
     pub(crate) line: Span,
@@ -233,11 +236,21 @@ impl Entry {
     /// array of them initialises as one memset rather than a store per field.
     const UNUSED: Entry = Entry {
         name: HeaderName::Via,
-        name_span: Span { start: 0, end: 0 },
+        name_end: 0,
         value: Span { start: 0, end: 0 },
         line: Span { start: 0, end: 0 },
     };
+
+    /// The name as written.
+    pub(crate) fn name_span(&self) -> Span {
+        Span {
+            start: self.line.start,
+            end: self.name_end,
+        }
+    }
 }
+
+const _: () = assert!(std::mem::size_of::<Entry>() == 12);
 
 const _: () = assert!(HeaderName::Via as u8 == 0);
 
@@ -599,7 +612,7 @@ impl Message {
             }
             *entry = Entry {
                 name,
-                name_span: span(pos, pos + name_len),
+                name_end: (pos + name_len) as u16,
                 value: span(pos + value_start, pos + value_end),
                 line: span(pos, pos + lf + 1),
             };
@@ -736,7 +749,7 @@ impl Message {
     pub fn headers(&self) -> impl Iterator<Item = HeaderField<'_>> + '_ {
         self.entries().iter().map(move |e| HeaderField {
             name: e.name,
-            name_text: e.name_span.get(&self.buf),
+            name_text: e.name_span().get(&self.buf),
             value: e.value.get(&self.buf),
         })
     }
@@ -774,7 +787,7 @@ impl Message {
             .filter(move |e| {
                 if known == HeaderName::Other {
                     e.name == HeaderName::Other
-                        && e.name_span.get(&self.buf).eq_ignore_ascii_case(name)
+                        && e.name_span().get(&self.buf).eq_ignore_ascii_case(name)
                 } else {
                     e.name == known
                 }
