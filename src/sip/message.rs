@@ -10,6 +10,7 @@
 //! "the rest of the datagram" and octets past the declared length are ignored.
 
 use std::cell::OnceCell;
+use std::mem::MaybeUninit;
 
 use bytes::Bytes;
 
@@ -232,15 +233,6 @@ pub(crate) struct Entry {
 }
 
 impl Entry {
-    /// A slot past `n_entries`, never read. All-zero bytes (`Via` is discriminant 0), so the
-    /// array of them initialises as one memset rather than a store per field.
-    const UNUSED: Entry = Entry {
-        name: HeaderName::Via,
-        name_end: 0,
-        value: Span { start: 0, end: 0 },
-        line: Span { start: 0, end: 0 },
-    };
-
     /// The name as written.
     pub(crate) fn name_span(&self) -> Span {
         Span {
@@ -251,8 +243,6 @@ impl Entry {
 }
 
 const _: () = assert!(std::mem::size_of::<Entry>() == 12);
-
-const _: () = assert!(HeaderName::Via as u8 == 0);
 
 #[derive(Clone, Copy, Debug)]
 struct ViaSpans {
@@ -377,8 +367,10 @@ pub struct Message {
     consumed: usize,
     pub(crate) start: StartLine,
     version: (u16, u16),
-    pub(crate) entries: [Entry; MAX_HEADERS],
-    pub(crate) n_entries: u8,
+    /// The header index: `entries[..n_entries]` are initialised (by `parse`, which alone
+    /// writes either field); the rest is never read, so it is not zeroed either.
+    entries: [MaybeUninit<Entry>; MAX_HEADERS],
+    n_entries: u8,
     /// Index in `entries` of the first line of each header name (`NO_ENTRY` if none),
     /// indexed by `HeaderName as usize` (`Other` included).
     first: [u8; HeaderName::KNOWN + 1],
@@ -515,7 +507,7 @@ impl Message {
         }
         let (start, version) = parse_start_line(b.get(..lf - 1).unwrap_or(&[]), 0)?;
 
-        let mut entries = [Entry::UNUSED; MAX_HEADERS];
+        let mut entries = [MaybeUninit::<Entry>::uninit(); MAX_HEADERS];
         let mut first = [NO_ENTRY; HeaderName::KNOWN + 1];
         let mut n = 0usize;
         let mut content_length: Option<u32> = None;
@@ -610,12 +602,12 @@ impl Message {
                 // n < MAX_HEADERS = 64
                 *f = n as u8;
             }
-            *entry = Entry {
+            *entry = MaybeUninit::new(Entry {
                 name,
                 name_end: (pos + name_len) as u16,
                 value: span(pos + value_start, pos + value_end),
                 line: span(pos, pos + lf + 1),
-            };
+            });
             n += 1;
             pos += lf + 1;
         }
@@ -740,9 +732,11 @@ impl Message {
     }
 
     pub(crate) fn entries(&self) -> &[Entry] {
-        self.entries
-            .get(..usize::from(self.n_entries))
-            .unwrap_or(&[])
+        let n = usize::from(self.n_entries).min(MAX_HEADERS);
+        // SAFETY: `parse` initialises `entries[..n_entries]` (each slot is written before
+        // `n` counts it) and nothing else writes `entries` or `n_entries`; `n` is at most the
+        // array length; `MaybeUninit<Entry>` has the layout of `Entry`.
+        unsafe { std::slice::from_raw_parts(self.entries.as_ptr().cast::<Entry>(), n) }
     }
 
     /// All header lines in wire order.
