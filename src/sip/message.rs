@@ -843,9 +843,18 @@ impl Message {
         }
     }
 
+    /// The first comma-separated value of header `name` across its lines. A line with no
+    /// comma is one element (the split only ends an element at a comma), which is the
+    /// line trimmed of LWS: that case skips the split's walk over quotes and brackets.
     fn first_value(&self, name: HeaderName) -> Result<&[u8], HeaderError> {
         self.header_lines(name)
-            .find_map(|v| CommaSplit::new(v).next())
+            .find_map(|v| {
+                if scan::find_byte(b',', v).is_none() {
+                    Some(scan::trim_lws(v)).filter(|e| !e.is_empty())
+                } else {
+                    CommaSplit::new(v).next()
+                }
+            })
             .ok_or(HeaderError::new(name, HeaderErrorKind::Missing))
     }
 
