@@ -377,7 +377,8 @@ impl Message {
                 break;
             };
             let hit = if known == HeaderName::Other {
-                e.name == HeaderName::Other && e.name_span.get(&self.buf).eq_ignore_ascii_case(name)
+                e.name == HeaderName::Other
+                    && e.name_span().get(&self.buf).eq_ignore_ascii_case(name)
             } else {
                 e.name == known
             };
@@ -399,7 +400,8 @@ impl Message {
                 break;
             };
             let hit = if known == HeaderName::Other {
-                e.name == HeaderName::Other && e.name_span.get(&self.buf).eq_ignore_ascii_case(name)
+                e.name == HeaderName::Other
+                    && e.name_span().get(&self.buf).eq_ignore_ascii_case(name)
             } else {
                 e.name == known
             };

@@ -10,6 +10,7 @@
 //! "the rest of the datagram" and octets past the declared length are ignored.
 
 use std::cell::OnceCell;
+use std::mem::MaybeUninit;
 
 use bytes::Bytes;
 
@@ -219,27 +220,29 @@ pub enum StartLine {
     },
 }
 
+/// One header line of the index: 12 bytes (the name starts where the line does, so only
+/// its end is kept).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Entry {
     pub(crate) name: HeaderName,
-    pub(crate) name_span: Span,
+    /// One past the name's last byte (the name starts at `line.start`).
+    name_end: u16,
     pub(crate) value: Span,
     /// The whole line: name to the CRLF that ends it (continuation lines included).
     pub(crate) line: Span,
 }
 
 impl Entry {
-    /// A slot past `n_entries`, never read. All-zero bytes (`Via` is discriminant 0), so the
-    /// array of them initialises as one memset rather than a store per field.
-    const UNUSED: Entry = Entry {
-        name: HeaderName::Via,
-        name_span: Span { start: 0, end: 0 },
-        value: Span { start: 0, end: 0 },
-        line: Span { start: 0, end: 0 },
-    };
+    /// The name as written.
+    pub(crate) fn name_span(&self) -> Span {
+        Span {
+            start: self.line.start,
+            end: self.name_end,
+        }
+    }
 }
 
-const _: () = assert!(HeaderName::Via as u8 == 0);
+const _: () = assert!(std::mem::size_of::<Entry>() == 12);
 
 #[derive(Clone, Copy, Debug)]
 struct ViaSpans {
@@ -364,8 +367,10 @@ pub struct Message {
     consumed: usize,
     pub(crate) start: StartLine,
     version: (u16, u16),
-    pub(crate) entries: [Entry; MAX_HEADERS],
-    pub(crate) n_entries: u8,
+    /// The header index: `entries[..n_entries]` are initialised (by `parse`, which alone
+    /// writes either field); the rest is never read, so it is not zeroed either.
+    entries: [MaybeUninit<Entry>; MAX_HEADERS],
+    n_entries: u8,
     /// Index in `entries` of the first line of each header name (`NO_ENTRY` if none),
     /// indexed by `HeaderName as usize` (`Other` included).
     first: [u8; HeaderName::KNOWN + 1],
@@ -502,7 +507,7 @@ impl Message {
         }
         let (start, version) = parse_start_line(b.get(..lf - 1).unwrap_or(&[]), 0)?;
 
-        let mut entries = [Entry::UNUSED; MAX_HEADERS];
+        let mut entries = [MaybeUninit::<Entry>::uninit(); MAX_HEADERS];
         let mut first = [NO_ENTRY; HeaderName::KNOWN + 1];
         let mut n = 0usize;
         let mut content_length: Option<u32> = None;
@@ -597,12 +602,12 @@ impl Message {
                 // n < MAX_HEADERS = 64
                 *f = n as u8;
             }
-            *entry = Entry {
+            *entry = MaybeUninit::new(Entry {
                 name,
-                name_span: span(pos, pos + name_len),
+                name_end: (pos + name_len) as u16,
                 value: span(pos + value_start, pos + value_end),
                 line: span(pos, pos + lf + 1),
-            };
+            });
             n += 1;
             pos += lf + 1;
         }
@@ -727,16 +732,18 @@ impl Message {
     }
 
     pub(crate) fn entries(&self) -> &[Entry] {
-        self.entries
-            .get(..usize::from(self.n_entries))
-            .unwrap_or(&[])
+        let n = usize::from(self.n_entries).min(MAX_HEADERS);
+        // SAFETY: `parse` initialises `entries[..n_entries]` (each slot is written before
+        // `n` counts it) and nothing else writes `entries` or `n_entries`; `n` is at most the
+        // array length; `MaybeUninit<Entry>` has the layout of `Entry`.
+        unsafe { std::slice::from_raw_parts(self.entries.as_ptr().cast::<Entry>(), n) }
     }
 
     /// All header lines in wire order.
     pub fn headers(&self) -> impl Iterator<Item = HeaderField<'_>> + '_ {
         self.entries().iter().map(move |e| HeaderField {
             name: e.name,
-            name_text: e.name_span.get(&self.buf),
+            name_text: e.name_span().get(&self.buf),
             value: e.value.get(&self.buf),
         })
     }
@@ -774,7 +781,7 @@ impl Message {
             .filter(move |e| {
                 if known == HeaderName::Other {
                     e.name == HeaderName::Other
-                        && e.name_span.get(&self.buf).eq_ignore_ascii_case(name)
+                        && e.name_span().get(&self.buf).eq_ignore_ascii_case(name)
                 } else {
                     e.name == known
                 }
@@ -836,9 +843,18 @@ impl Message {
         }
     }
 
+    /// The first comma-separated value of header `name` across its lines. A line with no
+    /// comma is one element (the split only ends an element at a comma), which is the
+    /// line trimmed of LWS: that case skips the split's walk over quotes and brackets.
     fn first_value(&self, name: HeaderName) -> Result<&[u8], HeaderError> {
         self.header_lines(name)
-            .find_map(|v| CommaSplit::new(v).next())
+            .find_map(|v| {
+                if scan::find_byte(b',', v).is_none() {
+                    Some(scan::trim_lws(v)).filter(|e| !e.is_empty())
+                } else {
+                    CommaSplit::new(v).next()
+                }
+            })
             .ok_or(HeaderError::new(name, HeaderErrorKind::Missing))
     }
 
