@@ -719,6 +719,8 @@ def run_ringsip_load(args, rate: float, duration: float, workdir: Path) -> dict:
         "invite_200_p99_us": inv.get("p99"),
         "latency_resolution_us": 1,
         "generator_cpu_s": cpu.get("user_s", 0.0) + cpu.get("sys_s", 0.0),
+        # the final responses that failed calls, e.g. {"INVITE 408": 12}
+        "failures_by_status": rep.get("failures", {}).get("by_status", {}),
         "generator_report": rep,
     }
 
@@ -920,6 +922,8 @@ def search_max_rate(args, proxy: Proxy, workdir: Path, budget_end: float) -> dic
         probes.append({k: res[k] for k in ("offered_rate", "achieved_rate", "calls_ok", "calls_failed",
                                             "retransmissions", "proxy_cpu_us_per_call", "proxy_cpu_s",
                                             "generator_cpu_s", "wall_s", "loadavg")}
+                      | {k: res[k] for k in ("failures_by_status", "db_server_cpu_share", "proxy_preemptions",
+                                             "proxy_turns_over_1ms") if k in res}
                       | {"passed": ok})
         log(f"  {proxy.name}: probe {rate:>8.0f} cps -> {'ok' if ok else 'FAIL'} "
             f"(achieved {res['achieved_rate']:.0f}, failed {res['calls_failed']})")
