@@ -1261,6 +1261,10 @@ fn val_ref(arena: &str, v: Val) -> ValRef<'_> {
     }
 }
 
+// Small and called on every module-function call: kept inline so its argument array is
+// built in place (when the compiler outlined it, the copy of the returned array cost
+// ~350 instructions per default-script route).
+#[inline(always)]
 fn resolve_args<'a>(arena: &'a str, slots: &[Slot<'a>; MAX_ARGS], n: usize) -> [Arg<'a>; MAX_ARGS] {
     let mut out = [Arg::Absent; MAX_ARGS];
     for (o, s) in out.iter_mut().zip(slots.iter()).take(n) {
