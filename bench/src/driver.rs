@@ -70,6 +70,10 @@ pub(crate) struct Progress {
     ok: AtomicU64,
     failed: AtomicU64,
     retrans: AtomicU64,
+    /// The in-process UAS's counters as of the shard's last event (`run --uas`). A shard's
+    /// UAS keeps serving other shards' calls after its own UAC is done, so the report
+    /// takes these once the runtime has stopped, not the copy in [`UacShardResult`].
+    uas: std::sync::Mutex<Option<UasStats>>,
 }
 
 /// What a UAC shard hands back.
@@ -284,6 +288,23 @@ impl ProgressBoard {
             )
         );
     }
+}
+
+/// Publishes a UAS's counters (before the event's responses are sent, so a call that
+/// completes on another shard is always already counted here).
+pub(crate) fn publish_uas(board: &Arc<Vec<Progress>>, shard: usize, s: &UasStats) {
+    if let Some(p) = board.get(shard) {
+        if let Ok(mut slot) = p.uas.lock() {
+            *slot = Some(*s);
+        }
+    }
+}
+
+/// The UAS counters last published by `shard`.
+pub(crate) fn published_uas(board: &Arc<Vec<Progress>>, shard: usize) -> Option<UasStats> {
+    board
+        .get(shard)
+        .and_then(|p| p.uas.lock().ok().and_then(|s| *s))
 }
 
 /// Publishes a UAC's counters for the progress line.

@@ -23,8 +23,8 @@ use cores::{TcpListener, TimerId, UdpSocket};
 
 use crate::cli::{RunArgs, UasArgs};
 use crate::driver::{
-    finish_run, install_signal_handlers, plan_run, publish, Progress, ProgressBoard, SetupError,
-    ShardPlan, UacShardResult, STOP,
+    finish_run, install_signal_handlers, plan_run, publish, publish_uas, published_uas, Progress,
+    ProgressBoard, SetupError, ShardPlan, UacShardResult, STOP,
 };
 use crate::engine::{Outbox, Transport, Uac, Uas, UasStats};
 use crate::report::Report;
@@ -117,6 +117,7 @@ impl ShardState {
             }
             uac.on_tick(now, &mut self.out);
         }
+        self.publish_uas();
         self.flush(true);
         if let Some(uas) = &mut self.uas {
             uas.on_tick(now, &mut self.out);
@@ -143,6 +144,14 @@ impl ShardState {
             }
         }
         self.rearm(now);
+    }
+
+    /// Publishes the UAS's counters for the report; called after every event that
+    /// reached the UAS, before its responses are sent.
+    fn publish_uas(&self) {
+        if let (Some(uas), Some(board)) = (&self.uas, &self.board) {
+            publish_uas(board, self.id, &uas.stats);
+        }
     }
 
     fn rearm(&mut self, now: Instant) {
@@ -296,6 +305,7 @@ pub fn run(args: &RunArgs) -> Result<Report, SetupError> {
     let pinned = args.cpus.is_some();
     let mut board = ProgressBoard::new(shards);
     let shared = board.shared();
+    let shared_uas = board.shared();
     let plans = Mutex::new(plans.into_iter().map(Some).collect::<Vec<_>>());
     let (tx, rx) = mpsc::channel();
     let rt = cores::start(runtime_config(&cpus, pinned), move |id| {
@@ -329,6 +339,14 @@ pub fn run(args: &RunArgs) -> Result<Report, SetupError> {
         }
     }
     rt.shutdown();
+    // The UAS side as it ended, not as it was when each shard's own UAC finished.
+    for (id, r) in results.iter_mut().enumerate() {
+        if let Some(r) = r {
+            if r.uas.is_some() {
+                r.uas = published_uas(&shared_uas, id).or(r.uas);
+            }
+        }
+    }
     finish_run(args, results.into_iter().flatten().collect())
 }
 

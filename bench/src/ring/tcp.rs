@@ -236,6 +236,7 @@ impl ShardState {
         match side {
             Side::Uac => self.after_event(now),
             Side::Uas => {
+                self.publish_uas();
                 self.flush(false);
                 self.rearm(now);
             }
@@ -369,6 +370,7 @@ pub(super) fn accept_with(st: &Rc<RefCell<ShardState>>, listener: &TcpListener) 
                     // Table full: the stream was dropped, which closes it.
                     uas.stats.connections_rejected += 1;
                 }
+                st.borrow().publish_uas();
             }
             Err(e) => {
                 if let Some(uas) = &mut st.borrow_mut().uas {
