@@ -80,13 +80,11 @@ impl StatCells {
         Self::add(&self.busy_us, us);
         if us > 1_000 {
             Self::bump(&self.turns_over_1ms);
-            if us > 10_000 {
-                Self::bump(&self.turns_over_10ms);
-            }
-            if us > self.longest_turn_us.load(Ordering::Relaxed) {
-                self.longest_turn_us.store(us, Ordering::Relaxed);
-            }
-        } else if us > self.longest_turn_us.load(Ordering::Relaxed) {
+        }
+        if us > 10_000 {
+            Self::bump(&self.turns_over_10ms);
+        }
+        if us > self.longest_turn_us.load(Ordering::Relaxed) {
             self.longest_turn_us.store(us, Ordering::Relaxed);
         }
     }
