@@ -161,8 +161,8 @@ pub struct Failures {
     pub other: u64,
     /// The call's connection was lost (TCP) before the call ended.
     pub connection: u64,
-    /// The failing final responses by request and status, e.g. `"INVITE 503"`.
-    pub by_status: std::collections::BTreeMap<String, u64>,
+    /// The failing final responses by request and status, e.g. `("INVITE", 503)`.
+    pub by_status: std::collections::BTreeMap<(&'static str, u16), u64>,
 }
 
 impl Failures {
@@ -183,15 +183,14 @@ impl Failures {
         self.other += o.other;
         self.connection += o.connection;
         for (k, n) in &o.by_status {
-            *self.by_status.entry(k.clone()).or_default() += n;
+            *self.by_status.entry(*k).or_default() += n;
         }
     }
 
     /// A call failed on a final response `code` (≥ 300) to `request`. Allocates only for
-    /// a (request, status) pair not seen before: failures are rare on the hot path.
-    fn count_status(&mut self, request: &str, code: u16) {
-        let key = format!("{request} {code}");
-        *self.by_status.entry(key).or_default() += 1;
+    /// a (request, status) pair not seen before.
+    fn count_status(&mut self, request: &'static str, code: u16) {
+        *self.by_status.entry((request, code)).or_default() += 1;
         match code {
             400..=499 => self.status_4xx += 1,
             500..=599 => self.status_5xx += 1,

@@ -58,8 +58,8 @@ pub struct FailureCounts {
     pub by_status: std::collections::BTreeMap<String, u64>,
 }
 
-impl From<Failures> for FailureCounts {
-    fn from(f: Failures) -> Self {
+impl From<&Failures> for FailureCounts {
+    fn from(f: &Failures) -> Self {
         FailureCounts {
             timeout: f.timeout,
             status_4xx: f.status_4xx,
@@ -67,7 +67,11 @@ impl From<Failures> for FailureCounts {
             status_6xx: f.status_6xx,
             other: f.other,
             connection: f.connection,
-            by_status: f.by_status,
+            by_status: f
+                .by_status
+                .iter()
+                .map(|((request, code), n)| (format!("{request} {code}"), *n))
+                .collect(),
         }
     }
 }
@@ -223,7 +227,7 @@ impl Report {
             calls_started: stats.calls_started,
             calls_ok: stats.calls_ok,
             calls_failed: stats.calls_failed,
-            failures: stats.failures.clone().into(),
+            failures: (&stats.failures).into(),
             retransmissions: stats.retransmissions,
             latency_us: LatencyReport {
                 invite_180: Percentiles::of(&stats.latency.invite_180),
@@ -394,7 +398,7 @@ mod tests {
             ..Default::default()
         };
         stats.failures.status_5xx = 1;
-        stats.failures.by_status.insert("INVITE 503".into(), 1);
+        stats.failures.by_status.insert(("INVITE", 503), 1);
         for v in [100, 200, 300] {
             stats.latency.invite_200.record(v).unwrap();
         }
